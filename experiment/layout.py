@@ -1,0 +1,198 @@
+"""Where things live in an experiment directory: one function per path rule.
+
+Two layouts exist (spec §1.1). The flat layout keeps runs at ``<exp>/T0/00/run_01``; the phased
+layout keeps finished runs under ``<exp>/completed/`` and running ones under ``<exp>/in_progress/``.
+Like ProjectScylla's analysis loader we use the phased layout when either phase directory exists.
+Tier and subtest aggregates always live at ``<exp>/T0/`` and ``<exp>/T0/00/``.
+
+Anything below a ``.failed`` directory is an archived attempt and is never taken for a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from experiment.errors import ConfigError, RepairBlocked
+
+FAILED_DIR = ".failed"
+RUN_DIR = re.compile(r"^run_(\d{2,})$")
+SUBTEST_DIR = re.compile(r"^\d{2}$")
+TIER_DIR = re.compile(r"^T[0-6]$")
+
+
+@dataclass(frozen=True, order=True)
+class RunKey:
+    """Identity of one expected run: tier, subtest and 1-based run number."""
+
+    tier: str
+    subtest: str
+    run_number: int
+
+    @property
+    def run_name(self) -> str:
+        return f"run_{self.run_number:02d}"
+
+    @property
+    def label(self) -> str:
+        """``T0/00/run_01``, the name users see in every list."""
+        return f"{self.tier}/{self.subtest}/{self.run_name}"
+
+    @property
+    def branch(self) -> str:
+        """The git branch of the run's worktree (the original's naming, spec §3.3)."""
+        return f"{self.tier}_{self.subtest}_{self.run_name}"
+
+    @classmethod
+    def parse(cls, label: str) -> RunKey:
+        tier, subtest, run = label.strip("/").split("/")
+        match = RUN_DIR.match(run)
+        if not match:
+            raise ValueError(f"not a run label: {label}")
+        return cls(tier, subtest, int(match.group(1)))
+
+
+def is_archived(path: Path) -> bool:
+    """True for anything inside a ``.failed`` archive."""
+    return FAILED_DIR in Path(path).parts
+
+
+class ExperimentLayout:
+    """Path rules of one experiment directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    @cached_property
+    def phased(self) -> bool:
+        return (self.root / "completed").is_dir() or (self.root / "in_progress").is_dir()
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config" / "experiment.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.root / "checkpoint.json"
+
+    @property
+    def prompt_path(self) -> Path:
+        return self.root / "prompt.md"
+
+    @property
+    def prefect_dir(self) -> Path:
+        """Prefect result storage and our locks live here, inside the experiment."""
+        return self.root / ".prefect"
+
+    def tier_dir(self, tier: str) -> Path:
+        return self.root / tier
+
+    def subtest_dir(self, tier: str, subtest: str) -> Path:
+        """Where the subtest's aggregates (report.json, config_manifest.json) live."""
+        return self.root / tier / subtest
+
+    def run_parent(self, tier: str, subtest: str) -> Path:
+        """The directory holding the subtest's run dirs (and its ``.failed/``) in this layout."""
+        if self.phased:
+            return self.root / "completed" / tier / subtest
+        return self.root / tier / subtest
+
+    def run_dir(self, key: RunKey) -> Path:
+        """The run's directory: in the phased layout the first of completed/ and in_progress/ that
+        exists, else completed/ (where a repaired run is written)."""
+        if self.phased:
+            for phase in ("completed", "in_progress"):
+                candidate = self.root / phase / key.tier / key.subtest / key.run_name
+                if candidate.exists():
+                    return candidate
+        return self.run_parent(key.tier, key.subtest) / key.run_name
+
+    def failed_dir(self, key: RunKey) -> Path:
+        return self.run_parent(key.tier, key.subtest) / FAILED_DIR
+
+    def next_archive_path(self, key: RunKey) -> Path:
+        """``.failed/run_NN``, else ``run_NN_failed_1``, ``_2``, ...: the first free name."""
+        base = self.failed_dir(key)
+        candidate = base / key.run_name
+        counter = 0
+        while candidate.exists() or candidate.is_symlink():
+            counter += 1
+            candidate = base / f"{key.run_name}_failed_{counter}"
+        return candidate
+
+    def archived_attempts(self, key: RunKey) -> list[Path]:
+        """Every archived attempt of a run, oldest name first."""
+        base = self.failed_dir(key)
+        if not base.is_dir():
+            return []
+        pattern = re.compile(rf"^{key.run_name}(_failed_\d+|_attempt_\d+)?$")
+        return sorted(p for p in base.iterdir() if pattern.match(p.name))
+
+    def recorded_subtests(self, tier: str) -> list[str]:
+        """Subtest ids that the experiment itself records on disk for ``tier``."""
+        found: set[str] = set()
+        parents = [self.tier_dir(tier)]
+        if self.phased:
+            parents += [self.root / "completed" / tier, self.root / "in_progress" / tier]
+        for parent in parents:
+            if parent.is_dir():
+                with os.scandir(parent) as entries:
+                    found.update(e.name for e in entries if e.is_dir() and SUBTEST_DIR.match(e.name))
+        return sorted(found)
+
+    def recorded_run_numbers(self, tier: str, subtest: str) -> list[int]:
+        """Run numbers with a run dir on disk (archived attempts excluded)."""
+        numbers: set[int] = set()
+        parents = [self.run_parent(tier, subtest)]
+        if self.phased:
+            parents.append(self.root / "in_progress" / tier / subtest)
+        for parent in parents:
+            if parent.is_dir():
+                for entry in os.scandir(parent):
+                    match = RUN_DIR.match(entry.name)
+                    if match and entry.is_dir():
+                        numbers.add(int(match.group(1)))
+        return sorted(numbers)
+
+    # -- base repository (spec §3.1) ------------------------------------------------------------
+
+    def base_repo_candidates(self, task_repo: str) -> list[Path]:
+        """The centralized ``<exp>/../repos/<sha256(url)[:16]>`` then the legacy ``<exp>/repo``."""
+        digest = hashlib.sha256(task_repo.encode()).hexdigest()[:16]
+        return [self.root.parent / "repos" / digest, self.root / "repo"]
+
+    def find_base_repo(self, task_repo: str) -> Path:
+        """The first candidate that is really a git repository (unlike the original, which took a
+        README-only ``repo/`` and failed later at ``git worktree add``)."""
+        candidates = self.base_repo_candidates(task_repo)
+        for candidate in candidates:
+            if (candidate / ".git").exists():
+                return candidate
+        tried = ", ".join(str(c) for c in candidates)
+        raise RepairBlocked(
+            "Base repository not found",
+            tried,
+            "reruns need a git clone of the task repo containing task_commit; "
+            "results can still be regenerated with --status results",
+        )
+
+
+def require_experiment_dir(path: Path) -> ExperimentLayout:
+    """Validate that ``path`` is an experiment directory, with one-line errors otherwise."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError("Experiment directory not found", path, "check the path")
+    if not path.is_dir():
+        raise ConfigError("Not a directory", path, "pass the experiment directory")
+    layout = ExperimentLayout(path)
+    if not layout.config_path.is_file():
+        raise ConfigError(
+            "Experiment config not found",
+            layout.config_path,
+            "is this a ProjectScylla experiment directory (it must contain config/experiment.json)?",
+        )
+    return layout
