@@ -1,0 +1,66 @@
+"""What the Prefect UI shows: the classification table, rerun progress, the repair summary.
+
+Artifact keys are derived from the experiment directory's name so each experiment keeps its
+own history in the Artifacts page (keys allow lowercase letters, digits and dashes only).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from experiment.scan import ScanReport
+
+
+def artifact_key(kind: str, experiment_dir: str | Path) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", Path(experiment_dir).name.lower()).strip("-")[:40] or "experiment"
+    return f"{kind}-{slug}"
+
+
+def publish_classification(report: ScanReport) -> None:
+    """A table artifact with one row per in-scope run, plus the counts in the description."""
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    create_table_artifact(
+        key=artifact_key("classification", report.experiment),
+        table=[
+            {
+                "run": e.run,
+                "status": e.status.value,
+                "reason": e.reason,
+                "failure_class": e.failure_class or "",
+            }
+            for e in report.entries
+        ],
+        description=f"Run classification of {report.experiment}: {report.total_expected} expected ({counts}); "
+        f"{report.skipped_by_filter} skipped by filter.",
+    )
+
+
+class ProgressArtifact:
+    """A progress bar in the UI, updated as reruns finish."""
+
+    def __init__(self, experiment_dir: str | Path, total: int, description: str) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.artifact_id = create_progress_artifact(
+            progress=0.0, key=artifact_key("rerun-progress", experiment_dir), description=description
+        )
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        update_progress_artifact(
+            artifact_id=self.artifact_id, progress=min(100.0, 100.0 * self.done / self.total)
+        )
+
+
+def publish_markdown(kind: str, experiment_dir: str | Path, markdown: str, description: str) -> None:
+    create_markdown_artifact(
+        key=artifact_key(kind, experiment_dir), markdown=markdown, description=description
+    )
