@@ -177,3 +177,12 @@ def last_meaningful_line(stderr: str) -> str:
         if stripped and not stripped.startswith("+ "):
             return stripped
     return ""
+
+
+class AttemptFailed(Exception):
+    """Raised by an agent or judge attempt that failed; carries the classified failure so the
+    retry policy can decide (only transient classes are retried) and honour ``retry_after``."""
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+        super().__init__(failure.one_line())
