@@ -23,6 +23,7 @@ FAILED_DIR = ".failed"
 RUN_DIR = re.compile(r"^run_(\d{2,})$")
 SUBTEST_DIR = re.compile(r"^\d{2}$")
 TIER_DIR = re.compile(r"^T[0-6]$")
+JUDGE_SLOT_DIR = re.compile(r"^judge_(\d{2,})$")
 
 
 @dataclass(frozen=True, order=True)
@@ -54,6 +55,85 @@ class RunKey:
         if not match:
             raise ValueError(f"not a run label: {label}")
         return cls(tier, subtest, int(match.group(1)))
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every bookkeeping file of one run dir that the repair reads or writes (spec §1.5)."""
+
+    run_dir: Path
+
+    @property
+    def agent_dir(self) -> Path:
+        return self.run_dir / "agent"
+
+    @property
+    def agent_result(self) -> Path:
+        return self.agent_dir / "result.json"
+
+    @property
+    def agent_stdout(self) -> Path:
+        return self.agent_dir / "stdout.log"
+
+    @property
+    def agent_output(self) -> Path:
+        return self.agent_dir / "output.txt"
+
+    @property
+    def agent_stderr(self) -> Path:
+        return self.agent_dir / "stderr.log"
+
+    @property
+    def agent_timing(self) -> Path:
+        return self.agent_dir / "timing.json"
+
+    @property
+    def command_log(self) -> Path:
+        return self.agent_dir / "command_log.json"
+
+    @property
+    def workspace(self) -> Path:
+        return self.run_dir / "workspace"
+
+    @property
+    def judge_dir(self) -> Path:
+        return self.run_dir / "judge"
+
+    @property
+    def judge_result(self) -> Path:
+        return self.judge_dir / "result.json"
+
+    @property
+    def judge_timing(self) -> Path:
+        return self.judge_dir / "timing.json"
+
+    def judge_slot(self, slot: int) -> Path:
+        """``judge/judge_NN`` for a 1-based slot."""
+        return self.judge_dir / f"judge_{slot:02d}"
+
+    def judge_slots_on_disk(self) -> list[int]:
+        """1-based slot numbers of the ``judge/judge_NN`` dirs that exist."""
+        if not self.judge_dir.is_dir():
+            return []
+        slots = []
+        with os.scandir(self.judge_dir) as entries:
+            for entry in entries:
+                match = JUDGE_SLOT_DIR.match(entry.name)
+                if match and entry.is_dir():
+                    slots.append(int(match.group(1)))
+        return sorted(slots)
+
+    @property
+    def run_result(self) -> Path:
+        return self.run_dir / "run_result.json"
+
+    @property
+    def report_json(self) -> Path:
+        return self.run_dir / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.run_dir / "report.md"
 
 
 def is_archived(path: Path) -> bool:
@@ -88,8 +168,30 @@ class ExperimentLayout:
         """Prefect result storage and our locks live here, inside the experiment."""
         return self.root / ".prefect"
 
+    @property
+    def backups_dir(self) -> Path:
+        """Previous content of every derived file we overwrite: ``.backups/<UTC stamp>/<rel path>``."""
+        return self.root / ".backups"
+
+    def experiment_file(self, name: str) -> Path:
+        """A root aggregate: ``result.json``, ``report.json``, ``report.md``, ``summary.md``,
+        ``tier_comparison.json``."""
+        return self.root / name
+
     def tier_dir(self, tier: str) -> Path:
         return self.root / tier
+
+    def tier_file(self, tier: str, name: str) -> Path:
+        """A tier aggregate: ``result.json``, ``best_subtest.json``, ``report.json/md``, ``summary.md``."""
+        return self.tier_dir(tier) / name
+
+    def subtest_file(self, tier: str, subtest: str, name: str) -> Path:
+        """A subtest aggregate: ``report.json``, ``report.md``, ``config_manifest.json``."""
+        return self.subtest_dir(tier, subtest) / name
+
+    def run_paths(self, key: RunKey) -> RunPaths:
+        """The files of the run's directory (see :meth:`run_dir`)."""
+        return RunPaths(self.run_dir(key))
 
     def subtest_dir(self, tier: str, subtest: str) -> Path:
         """Where the subtest's aggregates (report.json, config_manifest.json) live."""
@@ -109,7 +211,13 @@ class ExperimentLayout:
                 candidate = self.root / phase / key.tier / key.subtest / key.run_name
                 if candidate.exists():
                     return candidate
-        return self.run_parent(key.tier, key.subtest) / key.run_name
+            return self.run_parent(key.tier, key.subtest) / key.run_name
+        # Flat layout: a plain string join (this runs for every expected run of a scan).
+        return Path(os.path.join(self._root_str, key.tier, key.subtest, key.run_name))
+
+    @cached_property
+    def _root_str(self) -> str:
+        return os.fspath(self.root)
 
     def failed_dir(self, key: RunKey) -> Path:
         return self.run_parent(key.tier, key.subtest) / FAILED_DIR

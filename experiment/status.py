@@ -119,7 +119,7 @@ class RunFacts:
 
     run_dir: Path
     exists: bool = False
-    agent_files: dict[str, int] = field(default_factory=dict)  # name -> size
+    agent_files: dict[str, int] = field(default_factory=dict)  # name -> size (only output.txt is measured)
     run_files: set[str] = field(default_factory=set)
     judge_dir: bool = False
     output: dict | None = None
@@ -144,10 +144,11 @@ class RunFacts:
         return self.output_nonempty and self.has("timing.json") and self.has("command_log.json")
 
 
-def _read_object(path: Path) -> tuple[dict | None, str | None]:
+def _read_object(path: str | Path) -> tuple[dict | None, str | None]:
     """A JSON object from ``path``, or the problem that makes it unreadable."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as handle:
+            value = json.loads(handle.read())
     except FileNotFoundError:
         return None, "missing"
     except (OSError, UnicodeDecodeError) as exc:
@@ -159,41 +160,49 @@ def _read_object(path: Path) -> tuple[dict | None, str | None]:
     return value, None
 
 
-def _scan(path: Path) -> dict[str, int]:
+def _names(path: str) -> set[str] | None:
+    """Entry names of a directory (no stat calls: classification runs on every expected run)."""
     try:
-        with os.scandir(path) as entries:
-            return {e.name: (e.stat().st_size if e.is_file() else 0) for e in entries}
+        return set(os.listdir(path))
     except (FileNotFoundError, NotADirectoryError):
-        return {}
+        return None
 
 
 def gather_facts(run_dir: Path) -> RunFacts:
-    """Read what classification needs, and nothing more (it runs on every expected run)."""
+    """Read what classification needs, and nothing more (it runs on every expected run).
+
+    Plain ``os`` calls on strings: at 10,000 runs, pathlib and per-entry ``stat`` calls cost more
+    than the whole classification (measured, see bench/README.md).
+    """
     facts = RunFacts(run_dir=run_dir)
-    run_listing = _scan(run_dir)
-    facts.exists = run_dir.is_dir()
-    if not facts.exists:
+    root = os.fspath(run_dir)
+    listing = _names(root)
+    if listing is None:
         return facts
-    facts.run_files = set(run_listing)
-    facts.judge_dir = "judge" in facts.run_files
-    if not facts.has_agent_dir:
+    facts.exists = True
+    facts.run_files = listing
+    facts.judge_dir = "judge" in listing
+    if "agent" not in listing:
         return facts
-    agent = run_dir / "agent"
-    facts.agent_files = _scan(agent)
-    if facts.output_nonempty:
+    agent = os.path.join(root, "agent")
+    agent_names = _names(agent) or set()
+    facts.agent_files = dict.fromkeys(agent_names, 0)
+    if "output.txt" in agent_names:
+        output_path = os.path.join(agent, "output.txt")
         try:
-            facts.output = parse_claude_output(
-                (agent / "output.txt").read_text(encoding="utf-8", errors="replace")
-            )
+            with open(output_path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
         except OSError:
-            facts.output = None
-    if facts.has("result.json"):
-        facts.agent_result, problem = _read_object(agent / "result.json")
+            text = ""
+        facts.agent_files["output.txt"] = len(text)
+        facts.output = parse_claude_output(text) if text.strip() else None
+    if "result.json" in agent_names:
+        facts.agent_result, problem = _read_object(os.path.join(agent, "result.json"))
         facts.agent_result_problem = problem and f"agent/result.json is {problem}"
     else:
         facts.agent_result_problem = "agent/result.json missing"
-    if "run_result.json" in facts.run_files:
-        _, problem = _read_object(run_dir / "run_result.json")
+    if "run_result.json" in listing:
+        _, problem = _read_object(os.path.join(root, "run_result.json"))
         facts.run_result_problem = problem and f"run_result.json is {problem}"
     else:
         facts.run_result_problem = "run_result.json missing"

@@ -38,3 +38,24 @@ def test_every_run_of_a_subtest_missing_entirely_is_still_expected(tmp_path: Pat
     report = scan_in_process(load_context(generated.path), ScanFilters())
     assert report.total_expected == 6
     assert report.counts["missing"] == 6
+
+
+def test_parallel_classification_equals_sequential(tmp_path: Path, monkeypatch):
+    import experiment.scan as scan
+
+    generated = generate_experiment(
+        tmp_path / "exp",
+        tiers=["T0", "T2"],
+        subtests_per_tier=2,
+        runs_per_subtest=30,
+        mix=MIX,
+        seed=5,
+        with_base_repo=False,
+    )
+    context = load_context(generated.path)
+    keys, _ = scan.expected_keys(context, ScanFilters())
+    sequential = scan.classify_all(context.root, scan.chunked(keys), workers=1)
+    monkeypatch.setattr(scan, "PARALLEL_THRESHOLD", 10)
+    parallel = scan.classify_all(context.root, scan.chunked(keys, size=7), workers=2)
+    assert [e.model_dump() for e in parallel] == [e.model_dump() for e in sequential]
+    assert {e.run: e.status.value for e in parallel} == generated.truth
