@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import EXIT_BAD_INPUT, make_app, run_command, setup_logging
+from cli.common import make_app, run_command, setup_logging
 from cli.output import (
     RerunCounts,
     classification_block,
@@ -63,6 +63,25 @@ def rerun_agents(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show detailed logs.")] = False,
+    max_concurrent: Annotated[
+        int, typer.Option("--max-concurrent", min=1, help="Agents running at once.")
+    ] = 4,
+    judge_rpm: Annotated[
+        int | None,
+        typer.Option("--judge-rpm", min=1, help="Judge requests per minute (the provider's budget)."),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option("--max-cost", min=0, help="Start no new rerun once this many USD are spent."),
+    ] = None,
+    agent_command: Annotated[
+        str | None,
+        typer.Option(
+            "--agent-command",
+            metavar="ARGV",
+            help="Another agent's command line; {model}, {prompt_file}, {workspace}, {max_turns} are filled in.",
+        ),
+    ] = None,
 ) -> int:
     setup_logging(verbose)
     filters = ScanFilters(
@@ -73,10 +92,20 @@ def rerun_agents(
     )
     context = load_context(experiment_dir, tiers_dir)
     if not dry_run:
-        typer.echo(
-            "Error: reruns are not available yet in this version; use --dry-run to classify.", err=True
+        from cli.repair import run_repair
+
+        return run_repair(
+            context,
+            filters,
+            tiers_dir=tiers_dir,
+            skip_regenerate=skip_regenerate,
+            max_concurrent=max_concurrent,
+            judge_rpm=judge_rpm,
+            max_cost=max_cost,
+            agent_command=agent_command,
+            as_json=as_json,
+            verbose=verbose,
         )
-        return EXIT_BAD_INPUT
     report = scan_in_process(context, filters)
     if as_json:
         typer.echo(json.dumps(report.to_json_dict(), indent=2))

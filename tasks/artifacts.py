@@ -43,21 +43,36 @@ def publish_classification(report: ScanReport) -> None:
     )
 
 
+progress_listeners: list = []
+"""In-process listeners ``(done, total, failed, cost_usd)``: the CLI's Rich progress bar."""
+
+
 class ProgressArtifact:
-    """A progress bar in the UI, updated as reruns finish."""
+    """A progress bar in the UI (and in the terminal, via listeners), updated as runs finish."""
 
     def __init__(self, experiment_dir: str | Path, total: int, description: str) -> None:
-        self.total = max(total, 1)
+        self.total = total
         self.done = 0
+        self.failed = 0
+        self.cost = 0.0
         self.artifact_id = create_progress_artifact(
-            progress=0.0, key=artifact_key("rerun-progress", experiment_dir), description=description
+            progress=0.0 if total else 100.0,
+            key=artifact_key("rerun-progress", experiment_dir),
+            description=description,
         )
+        self._notify()
 
-    def advance(self, count: int = 1) -> None:
-        self.done += count
-        update_progress_artifact(
-            artifact_id=self.artifact_id, progress=min(100.0, 100.0 * self.done / self.total)
-        )
+    def advance(self, *, failed: bool = False, cost: float = 0.0) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        self.cost += cost
+        progress = min(100.0, 100.0 * self.done / max(self.total, 1))
+        update_progress_artifact(artifact_id=self.artifact_id, progress=progress)
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(progress_listeners):
+            listener(self.done, self.total, self.failed, self.cost)
 
 
 def publish_markdown(kind: str, experiment_dir: str | Path, markdown: str, description: str) -> None:

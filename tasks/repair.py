@@ -1,0 +1,95 @@
+"""One run's whole repair as a Prefect task: the steps in order, the outcome in one record.
+
+``repair_run`` calls the step tasks of ``tasks/steps.py`` inline (nested task runs, each with
+its own retries, cache and state in the UI), so a mapped ``repair_run`` occupies exactly one
+worker thread per run in flight and a judge failure never re-runs its agent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from experiment.errors import ExperimentError
+from experiment.failures import AttemptFailed, FailureClass
+from experiment.status import RunStatus
+from tasks.budget import BudgetExhausted, QuotaPaused
+from tasks.settings import RepairSettings, budget_for, context_for
+from tasks.steps import agent_step, archive_step, finalize_step, judge_step, workspace_step
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["succeeded", "failed", "regenerated", "deferred"]
+
+
+class RunRepair(BaseModel):
+    """What happened to one run during a repair."""
+
+    run: str = Field(description="Run label, e.g. T0/00/run_01.")
+    action: Literal["rerun", "regenerate"] = Field(description="Agent + judges, or results only.")
+    outcome: Outcome = Field(description="The result of the action.")
+    reason: str = Field(default="", description="Why it failed or was deferred (one line).")
+    failure_class: FailureClass | None = Field(default=None, description="Failure taxonomy class.")
+    cost_usd: float = Field(default=0.0, description="Agent cost of this repair's attempt(s).")
+    archived_to: str | None = Field(default=None, description="Where the old attempt went.")
+    resume_at: float | None = Field(default=None, description="Epoch seconds when a deferred run can resume.")
+    judges_valid: int | None = Field(default=None, description="Valid judges after the repair.")
+
+
+def _judge_missing_slots(settings: RepairSettings, label: str) -> int:
+    """Run the judge slots that have no valid judgment, then finalize; returns valid slot count."""
+    config = context_for(settings).config
+    judge = judge_step.with_options(result_storage=settings.results_dir)
+    plan = finalize_step(settings, label)
+    for slot in plan.missing_judge_slots:
+        judge(settings, label, slot, config.judge_models[slot - 1])
+    final = finalize_step(settings, label) if plan.missing_judge_slots else plan
+    if final.missing_judge_slots and len(final.missing_judge_slots) == len(config.judge_models):
+        raise _JudgesFailed(final.message or "no judge produced a valid judgment")
+    return len(config.judge_models) - len(final.missing_judge_slots)
+
+
+class _JudgesFailed(Exception):
+    pass
+
+
+@task(name="repair-run", task_run_name="repair {label}", cache_policy=NO_CACHE)
+def repair_run(settings: RepairSettings, label: str, status: RunStatus) -> RunRepair:
+    """Repair one run: re-run agent + judges (failed/partial/missing) or regenerate (results)."""
+    action = "rerun" if status.needs_agent else "regenerate"
+    record = RunRepair(run=label, action=action, outcome="failed")
+    budget = budget_for(settings)
+    try:
+        if status.needs_agent:
+            budget.check_can_start()
+            record.archived_to = archive_step(settings, label)
+            workspace_step(settings, label)
+            outcome = agent_step.with_options(result_storage=settings.results_dir)(settings, label)
+            record.cost_usd = outcome.cost_usd
+            if not outcome.succeeded:
+                record.failure_class = outcome.failure_kind
+                record.reason = f"agent failed ({outcome.failure.one_line()})"
+                return record
+        record.judges_valid = _judge_missing_slots(settings, label)
+        record.outcome = "succeeded" if status.needs_agent else "regenerated"
+    except QuotaPaused as exc:
+        record.outcome, record.resume_at = "deferred", exc.resume_at
+        record.failure_class, record.reason = FailureClass.QUOTA_WINDOW, str(exc)
+    except BudgetExhausted as exc:
+        record.outcome, record.reason = "deferred", str(exc)
+    except AttemptFailed as exc:
+        record.failure_class, record.reason = (
+            exc.failure.kind,
+            f"gave up after retries ({exc.failure.one_line()})",
+        )
+    except _JudgesFailed as exc:
+        record.failure_class, record.reason = FailureClass.JUDGE_INVALID, f"judges failed ({exc})"
+    except ExperimentError as exc:
+        record.failure_class, record.reason = FailureClass.INFRASTRUCTURE, str(exc)
+    if record.outcome == "failed":
+        logger.warning("repair of %s failed: %s", label, record.reason)
+    return record

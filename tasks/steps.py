@@ -1,0 +1,184 @@
+"""The Prefect tasks of one run's repair: archive, workspace, agent, judge slot, finalize.
+
+Each wraps a plain function (``tasks/archive.py``, ``tasks/workspace.py``, ``tasks/agent.py``,
+``tasks/judge.py``, ``experiment/regenerate.py``) with what Prefect adds:
+
+* retries for transient failures only (``tasks/retry.py``), honouring ``retry-after``;
+* the provider budget (``tasks/budget.py``) around every agent and judge call;
+* persisted results with cache keys made of the run, the attempt id recorded in the run dir and
+  the repair id (``experiment/attempt.py``), stored inside the experiment under
+  ``.prefect/results``: a repair resumed after a crash reuses every step that finished, and a
+  later, deliberate repair never sees them.
+
+Agent and judges are separate tasks, so a judge failure never re-runs an agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+
+from experiment.attempt import attempt_id, start_attempt
+from experiment.failures import AttemptFailed, FailureClass
+from experiment.layout import RunKey
+from experiment.locks import update_checkpoint
+from experiment.regenerate import RunRegeneration, regenerate_run
+from experiment.status import RunStatus, classify_run
+from tasks.agent import AgentOutcome, run_agent
+from tasks.archive import archive_run
+from tasks.budget import QuotaPaused
+from tasks.judge import JudgeSettings, JudgeSlotOutcome, ensure_judge_prompt, run_judge_slot
+from tasks.retry import BACKOFF, JITTER, RETRIES, retry_transient
+from tasks.settings import RepairSettings, budget_for, context_for
+from tasks.workspace import prepare_workspace
+
+logger = logging.getLogger(__name__)
+
+
+def _run_dir(settings: RepairSettings, label: str):
+    return context_for(settings).layout.run_dir(RunKey.parse(label))
+
+
+def _step_key(step: str, settings: RepairSettings, label: str, *extra: object) -> str:
+    """``<step>-<run>-<hash(experiment, repair, attempt, extra)>``: also the result file name."""
+    ident = "|".join(
+        [settings.experiment_dir, settings.repair_id, attempt_id(_run_dir(settings, label)), *map(str, extra)]
+    )
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:20]
+    return f"{step}-{label.replace('/', '-')}-{digest}"
+
+
+def agent_cache_key(context: TaskRunContext, parameters: dict) -> str:
+    return _step_key("agent", parameters["settings"], parameters["label"])
+
+
+def judge_cache_key(context: TaskRunContext, parameters: dict) -> str:
+    return _step_key(
+        "judge", parameters["settings"], parameters["label"], parameters["slot"], parameters["model"]
+    )
+
+
+@task(name="archive", task_run_name="archive {label}", cache_policy=NO_CACHE)
+def archive_step(settings: RepairSettings, label: str) -> str | None:
+    """Move the old attempt (if any) whole into ``.failed/``; never overwrite, never delete."""
+    context = context_for(settings)
+    base_repo = context.layout.find_base_repo(context.config.task_repo)
+    archived = archive_run(context.layout, RunKey.parse(label), base_repo)
+    return str(archived) if archived else None
+
+
+@task(name="workspace", task_run_name="workspace {label}", cache_policy=NO_CACHE)
+def workspace_step(settings: RepairSettings, label: str) -> str:
+    """Create the run dir and its git worktree at task_commit with the subtest's resources."""
+    context = context_for(settings)
+    base_repo = context.layout.find_base_repo(context.config.task_repo)
+    info = prepare_workspace(context, RunKey.parse(label), base_repo=base_repo)
+    start_attempt(info.run_dir, settings.repair_id)
+    return str(info.workspace)
+
+
+def _agent_already_finished(settings: RepairSettings, label: str) -> bool:
+    """True when this attempt's agent finished well (a crash hit after it): never pay twice."""
+    return classify_run(_run_dir(settings, label)).status in (RunStatus.RESULTS, RunStatus.COMPLETED)
+
+
+@task(
+    name="agent",
+    task_run_name="agent {label}",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_transient,
+    cache_key_fn=agent_cache_key,
+    persist_result=True,
+)
+def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:
+    """Run the agent once (Prefect retries transient failures on a fresh workspace)."""
+    from prefect.runtime import task_run
+
+    run_dir = _run_dir(settings, label)
+    if task_run.run_count > 1 or (run_dir / "agent" / "command_log.json").exists():
+        # A previous attempt ran in this dir (a retry, or a resume after a crash). Reuse it if
+        # it finished; otherwise archive it and start over on a fresh worktree.
+        if _agent_already_finished(settings, label):
+            return AgentOutcome.model_validate({"exit_code": 0, "duration_seconds": 0.0})
+        archive_step.fn(settings, label)
+        workspace_step.fn(settings, label)
+    budget = budget_for(settings)
+    workspace = run_dir / "workspace"
+    with budget.agent_slot():
+        outcome = run_agent(run_dir, workspace, settings.agent)
+    budget.add_cost(outcome.cost_usd)
+    failure = outcome.failure
+    if failure is None:
+        budget.record_success()
+        return outcome
+    if failure.kind is FailureClass.QUOTA_WINDOW:
+        resume_at = time.time() + (failure.retry_after_seconds or 3600.0)
+        budget.pause_until(resume_at, failure.message)
+        raise QuotaPaused(resume_at, failure.message)
+    if failure.kind is FailureClass.RATE_LIMITED:
+        budget.record_rate_limited(failure.retry_after_seconds)
+    if failure.transient:
+        raise AttemptFailed(failure)
+    return outcome
+
+
+@task(
+    name="judge",
+    task_run_name="judge {label} #{slot}",
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_transient,
+    cache_key_fn=judge_cache_key,
+    persist_result=True,
+)
+def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> JudgeSlotOutcome:
+    """Judge the run in one slot; the outcome (valid or not) is persisted in ``judge_NN/``."""
+    context = context_for(settings)
+    run_dir = _run_dir(settings, label)
+    overrides = {"timeout_seconds": settings.judge_timeout_seconds}
+    if settings.judge_base_url:
+        overrides["base_url"] = settings.judge_base_url
+    judge_settings = JudgeSettings.from_env(**overrides)
+    prompt = ensure_judge_prompt(context, run_dir, run_dir / "workspace")
+    budget = budget_for(settings)
+    try:
+        with budget.judge_request():
+            outcome = run_judge_slot(run_dir, slot, model, prompt, judge_settings)
+    except AttemptFailed as exc:
+        if exc.failure.kind in (FailureClass.RATE_LIMITED, FailureClass.QUOTA_WINDOW):
+            budget.record_rate_limited(exc.failure.retry_after_seconds)
+        raise
+    budget.record_success()
+    return outcome
+
+
+@task(name="finalize", task_run_name="finalize {label}", cache_policy=NO_CACHE)
+def finalize_step(settings: RepairSettings, label: str) -> RunRegeneration:
+    """Consensus, run_result.json, reports and the checkpoint entry, via the regenerate code."""
+    context = context_for(settings)
+    key = RunKey.parse(label)
+    regeneration = regenerate_run(context.root, key, judge_models=context.config.judge_models)
+    if regeneration.outcome in ("regenerated", "unchanged") and not regeneration.missing_judge_slots:
+        run_result = context.layout.run_dir(key) / "run_result.json"
+        passed = _judge_passed(run_result)
+
+        def mark(checkpoint) -> None:
+            checkpoint.mark_run(key.tier, key.subtest, key.run_number, "passed" if passed else "failed")
+
+        update_checkpoint(context.layout, context.config, mark)
+    return regeneration
+
+
+def _judge_passed(run_result_path) -> bool:
+    from experiment.jsonio import load_model
+    from experiment.models import RunResult
+
+    return bool(load_model(run_result_path, RunResult).judge_passed)
