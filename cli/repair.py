@@ -17,7 +17,8 @@ import typer
 
 from cli.common import EXIT_FAILED_RERUNS, EXIT_OK
 from cli.output import RerunCounts, classification_block, grouped_lists, rerun_block
-from experiment.scan import ExperimentContext, ScanFilters
+from experiment.preflight import check_can_repair
+from experiment.scan import ExperimentContext, ScanFilters, scan_in_process
 
 
 def run_repair(
@@ -33,6 +34,8 @@ def run_repair(
     as_json: bool,
     verbose: bool,
 ) -> int:
+    report = scan_in_process(context, filters)
+    check_can_repair(context, needs_agents=bool(report.to_rerun()))  # one line, before Prefect starts
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -19,13 +19,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from experiment.attempt import current_repair_id, finish_repair
 from experiment.locks import RepairLock
+from experiment.preflight import check_can_repair
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
 from flows.scan import scan_experiment
 from tasks.agent import AgentSettings
 from tasks.artifacts import ProgressArtifact, publish_markdown
 from tasks.checkpoint import settle_checkpoint_task
-from tasks.judge import JudgeSettings
 from tasks.regenerate import rebuild_aggregates_task
 from tasks.repair import repair_run
 from tasks.settings import RepairSettings
@@ -63,7 +63,7 @@ def rerun_agents(
         return RepairSummary(experiment=report.experiment, dry_run=True, before=report)
     context = load_context(Path(experiment_dir), Path(tiers_dir) if tiers_dir else None)
     todo = report.to_rerun() + report.to_regenerate()
-    preflight(context, needs_agents=bool(report.to_rerun()))
+    check_can_repair(context, needs_agents=bool(report.to_rerun()))
     with RepairLock(context.layout).hold(description="rerun-agents"):
         repair_id, resumed = current_repair_id(context.layout.prefect_dir)
         settings = RepairSettings(
@@ -111,11 +111,3 @@ def rerun_agents(
     settle_checkpoint_task(experiment_dir, whole_experiment and nothing_left)
     publish_markdown("repair-summary", experiment_dir, summary.markdown(), f"Repair of {experiment_dir}")
     return summary
-
-
-def preflight(context, *, needs_agents: bool) -> None:
-    """Everything that would block a rerun, checked before anything is moved."""
-    if needs_agents:
-        context.layout.find_base_repo(context.config.task_repo)
-        context.require_tiers_dir()
-        JudgeSettings.from_env()
