@@ -15,7 +15,6 @@ of a dedicated child. Results go to stdout as a Markdown table.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,9 @@ def measure(argv: list[str], repeats: int = 5) -> tuple[float, float]:
             "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
         )
-        out = subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True, cwd=ROOT
+        )
         wall, rss_kb = out.stdout.split()
         walls.append(float(wall))
         peak = max(peak, int(rss_kb) / 1024)

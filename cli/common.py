@@ -7,9 +7,13 @@ and a Ctrl+C is a short "interrupted; run the same command again to resume" and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 import typer
 
@@ -48,6 +52,61 @@ def error(message: str) -> None:
     print(f"Error: {message}", file=sys.stderr)
 
 
+INTERRUPTED_MESSAGE = "interrupted; run the same command again to resume"
+_interrupt_reported = threading.Event()
+
+
+def report_interrupted() -> None:
+    """Print the Ctrl+C message once, whichever path (handler, watchdog) gets there first."""
+    if not _interrupt_reported.is_set():
+        _interrupt_reported.set()
+        error(INTERRUPTED_MESSAGE)
+        sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def interruptible(on_interrupt: Callable[[], None], grace_seconds: float | None = None) -> Iterator[None]:
+    """Make Ctrl+C (SIGINT) during a Prefect flow a clean, prompt stop with exit code 130.
+
+    On the first SIGINT, ``on_interrupt`` runs (it stops the agents: they run in their own
+    sessions, out of reach of the terminal's signal), Prefect's logging is silenced unless
+    ``-v``, and KeyboardInterrupt is raised as usual so the flow run ends as crashed. Prefect's
+    unwinding can hang on the API (the temporary server got the same SIGINT and is gone), so a
+    watchdog ends the process ``grace_seconds`` later (``SCYLLA_REPAIR_INTERRUPT_GRACE``, 5 s)
+    and a second Ctrl+C ends it at once. Nothing is half-written: every file of the experiment
+    and the checkpoint are written atomically, and the next run resumes from what is on disk.
+    """
+    if grace_seconds is None:
+        grace_seconds = float(os.environ.get("SCYLLA_REPAIR_INTERRUPT_GRACE", "5"))
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hard_exit() -> None:
+        report_interrupted()
+        os._exit(EXIT_INTERRUPTED)
+
+    def handler(signum, frame) -> None:
+        if _interrupt_reported.is_set() or getattr(handler, "fired", False):
+            hard_exit()
+        handler.fired = True
+        if logging.getLogger().level > logging.DEBUG:
+            logging.getLogger("prefect").setLevel(logging.CRITICAL + 1)
+        try:
+            on_interrupt()
+        finally:
+            watchdog = threading.Timer(grace_seconds, hard_exit)
+            watchdog.daemon = True
+            watchdog.start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_command(app: typer.Typer, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run a Typer app, mapping every failure we know to one line and an exit code."""
     try:
@@ -59,7 +118,7 @@ def run_command(app: typer.Typer, argv: list[str] | None = None, prog: str | Non
         error(exc.format_message())
         return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
-        error("interrupted; run the same command again to resume")
+        report_interrupted()
         return EXIT_INTERRUPTED
     except typer.Exit as exc:
         return exc.exit_code

@@ -34,7 +34,9 @@ def banner(text: str) -> None:
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo experiment.")] = Path("demo-output"),
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo experiment.")] = Path(
+        "demo-output"
+    ),
     runs_per_subtest: Annotated[int, typer.Option("--runs-per-subtest", min=1)] = 3,
     seed: Annotated[int, typer.Option("--seed")] = 1,
 ) -> int:

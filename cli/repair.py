@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import EXIT_FAILED_RERUNS, EXIT_OK
+from cli.common import EXIT_FAILED_RERUNS, EXIT_OK, interruptible
 from cli.output import RerunCounts, classification_block, grouped_lists, rerun_block
 from experiment.preflight import check_can_repair
 from experiment.scan import ExperimentContext, ScanFilters, scan_in_process
@@ -36,6 +36,9 @@ def run_repair(
 ) -> int:
     report = scan_in_process(context, filters)
     check_can_repair(context, needs_agents=bool(report.to_rerun()))  # one line, before Prefect starts
+    from experiment.locks import RepairLock
+
+    RepairLock(context.layout).ensure_free()  # one line and exit 2 now, not a flow traceback later
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -56,7 +59,10 @@ def run_repair(
         agent_command=shlex.split(agent_command) if agent_command else None,
     )
     show_progress = sys.stdout.isatty() and not as_json
-    with terminal_progress(enabled=show_progress):
+    from tasks.agent import stop_agents
+
+    # Ctrl+C: stop the agents (their own sessions do not get the terminal's SIGINT), exit 130.
+    with interruptible(stop_agents), terminal_progress(enabled=show_progress):
         summary = rerun_agents(**parameters)
     if as_json:
         typer.echo(json.dumps(summary.to_json_dict(), indent=2))

@@ -22,6 +22,7 @@ from cli.output import (
     plan_lines,
     rerun_block,
 )
+from experiment.cost import estimate_repair_cost
 from experiment.scan import ScanFilters, load_context, parse_runs, parse_statuses, scan_in_process
 
 app = make_app(__doc__.split("\n")[0])
@@ -107,8 +108,11 @@ def rerun_agents(
             verbose=verbose,
         )
     report = scan_in_process(context, filters)
+    estimate = estimate_repair_cost(report, context.layout)
     if as_json:
-        typer.echo(json.dumps(report.to_json_dict(), indent=2))
+        data = report.to_json_dict()
+        data["estimated_cost_usd"] = round(estimate.total_usd, 6) if estimate.total_usd is not None else None
+        typer.echo(json.dumps(data, indent=2))
         return 0
     typer.echo(dry_run_banner())
     for note in report.notes:
@@ -117,6 +121,7 @@ def rerun_agents(
     typer.echo(classification_block(report))
     typer.echo(rerun_block(RerunCounts()))
     typer.echo(plan_lines(report))
+    typer.echo(estimate.line())
     return 0
 
 

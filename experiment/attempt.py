@@ -9,6 +9,8 @@ never be served a stale result. ProjectScylla's loaders ignore the extra dot-fil
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from pathlib import Path
 
@@ -30,6 +32,14 @@ def attempt_id(run_dir: Path) -> str:
         return str(json.loads((Path(run_dir) / MARKER).read_text())["attempt_id"])
     except (OSError, ValueError, KeyError, TypeError):
         return "original"
+
+
+def attempt_repair_id(run_dir: Path) -> str | None:
+    """The id of the repair that started the run dir's attempt (None: not one of ours)."""
+    try:
+        return str(json.loads((Path(run_dir) / MARKER).read_text())["repair_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 REPAIR_RECORD = "repair.json"
@@ -56,3 +66,24 @@ def current_repair_id(prefect_dir: Path) -> tuple[str, bool]:
 def finish_repair(prefect_dir: Path, repair_id: str) -> None:
     """Mark the repair finished: the next invocation starts a new one."""
     atomic_write_json(Path(prefect_dir) / REPAIR_RECORD, {"repair_id": repair_id, "finished": True})
+
+
+# -- test hook ---------------------------------------------------------------------------------
+
+PAUSE_ENV = "SCYLLA_REPAIR_TEST_PAUSE_AT"
+"""Test hook, never set in production: ``judge,finalize,checkpoint`` (any subset). The crash
+tests (``tests/integration/test_crash_resume.py``) kill the repair while it sleeps there."""
+
+
+def pause_for_tests(point: str, what: str = "") -> None:
+    """Crash-test hook: if ``point`` is listed in ``$SCYLLA_REPAIR_TEST_PAUSE_AT``, create
+    ``$SCYLLA_REPAIR_TEST_PAUSE_DIR/<point>`` (its text names ``what``) and sleep
+    ``$SCYLLA_REPAIR_TEST_PAUSE_SECONDS`` (default 60) so the test can kill the process there.
+    A no-op (one environment lookup) otherwise."""
+    points = os.environ.get(PAUSE_ENV)
+    if not points or point not in points.split(","):
+        return
+    marker_dir = Path(os.environ.get("SCYLLA_REPAIR_TEST_PAUSE_DIR", "."))
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    (marker_dir / point).write_text(f"{os.getpid()} {what}\n")
+    time.sleep(float(os.environ.get("SCYLLA_REPAIR_TEST_PAUSE_SECONDS", "60")))

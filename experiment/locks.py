@@ -13,6 +13,7 @@ process, unlike a Prefect concurrency slot, which leaks on the temporary server.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from experiment.attempt import pause_for_tests
 from experiment.errors import RepairBlocked
 from experiment.layout import ExperimentLayout
 from experiment.models import Checkpoint, ExperimentConfig
@@ -62,17 +64,28 @@ class RepairLock:
         except (OSError, ValueError):
             return {}
 
+    def _blocked(self) -> RepairBlocked:
+        holder = self.holder()
+        who = f"pid {holder.get('pid', '?')} since {holder.get('since', '?')}"
+        return RepairBlocked(
+            "Another repair is already running on this experiment",
+            f"{self.path.parent.parent} ({who})",
+            "wait for it to finish, or stop it; a crashed repair releases its lock automatically",
+        )
+
+    def ensure_free(self) -> None:
+        """Refuse early (before Prefect starts) when another repair holds the lock right now.
+        Only a probe: :meth:`hold` inside the flow is what actually excludes a second repair."""
+        with _flock(self.path, blocking=False) as fd:
+            if fd is None:
+                raise self._blocked()
+
     @contextmanager
     def hold(self, *, wait_seconds: float = 0.0, description: str = "") -> Iterator[None]:
+        """Hold the lock for a repair; refuse at once, or wait up to ``wait_seconds`` for it."""
         with _flock(self.path, blocking=wait_seconds > 0, timeout=wait_seconds) as fd:
             if fd is None:
-                holder = self.holder()
-                who = f"pid {holder.get('pid', '?')} since {holder.get('since', '?')}"
-                raise RepairBlocked(
-                    "Another repair is already running on this experiment",
-                    f"{self.path.parent.parent} ({who})",
-                    "wait for it to finish, or stop it; a crashed repair releases its lock automatically",
-                )
+                raise self._blocked()
             info = {"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "what": description}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -89,14 +102,38 @@ def update_checkpoint(
     """
     with _flock(layout.prefect_dir / "checkpoint.lock", blocking=True):
         path = layout.checkpoint_path
+        _remove_stale_temp_files(path)
         checkpoint = None
         if path.exists():
             try:
                 checkpoint = Checkpoint.load(path)
             except Exception:  # noqa: BLE001 - any unreadable checkpoint is set aside, not lost
-                os.replace(path, path.with_name(f"checkpoint.json.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"))
+                set_aside(path)
         if checkpoint is None:
             checkpoint = Checkpoint.fresh(config, layout.root)
         change(checkpoint)
+        pause_for_tests("checkpoint", str(path))  # crash-test hook: killed while holding the lock
         checkpoint.save(path)
         return checkpoint
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unreadable checkpoint to ``checkpoint.json.corrupt-<time>[-N]``; never overwrite."""
+    stem = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    target, n = stem, 1
+    while True:
+        try:
+            os.link(path, target)  # fails if ``target`` exists: nothing is ever overwritten
+            break
+        except FileExistsError:
+            target, n = stem.with_name(f"{stem.name}-{n}"), n + 1
+    os.unlink(path)
+    return target
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Temp files of a writer that died between write and rename (we hold the writer lock, so
+    none belongs to a live writer). The checkpoint itself was never touched by them."""
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            temp.unlink()

@@ -31,6 +31,8 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -58,11 +60,13 @@ from tasks.workspace import git
 
 __all__ = [
     "AGENT_COMMIT_MESSAGE",
+    "AgentInterrupted",
     "AgentOutcome",
     "AgentSettings",
     "build_command",
     "redact_env",
     "run_agent",
+    "stop_agents",
 ]
 
 log = logging.getLogger(__name__)
@@ -318,6 +322,64 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+# -- the agent never outlives the repair ----------------------------------------------------------
+# The agent runs in its own session (so a timeout can kill its whole group), which also means a
+# Ctrl+C in the terminal or a SIGKILL of the repair does not reach it: it would go on running,
+# and paying, while the resumed repair starts the run again. Two guards:
+# * Linux ``PR_SET_PDEATHSIG``: the kernel sends SIGKILL to the agent when the thread that
+#   started it dies (the repair process killed by SIGKILL, OOM, a worker shutdown);
+# * :func:`stop_agents` (called on Ctrl+C by the CLI): SIGTERM, then SIGKILL, to every agent
+#   process group still running, and no new agent starts in this process afterwards.
+
+
+class AgentInterrupted(Exception):
+    """The agent was stopped by :func:`stop_agents` (Ctrl+C): no outcome, nothing to persist."""
+
+
+_LIVE_GROUPS: set[int] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPED = threading.Event()
+
+
+def _die_with_parent_fn():
+    """A ``preexec_fn`` setting PR_SET_PDEATHSIG=SIGKILL (None where prctl is unavailable)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:  # runs in the child between fork and exec: no locks, no imports
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def stop_agents(grace_seconds: float = 3.0) -> int:
+    """Stop every running agent of this process (SIGTERM, ``grace_seconds``, SIGKILL) and refuse
+    to start new ones; returns how many process groups were signalled. For Ctrl+C."""
+    _STOPPED.set()
+    with _LIVE_LOCK:
+        groups = list(_LIVE_GROUPS)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while groups and time.monotonic() < deadline:
+        with _LIVE_LOCK:
+            groups = [g for g in groups if g in _LIVE_GROUPS]
+        time.sleep(0.05)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGKILL)
+    return len(groups)
+
+
 def _decode(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", "replace")
 
@@ -335,16 +397,23 @@ class _Run:
 
 def _execute(argv: list[str], cwd: Path, env: dict[str, str], settings: AgentSettings) -> _Run:
     run = _Run()
+    if _STOPPED.is_set():
+        run.spawn_error = "The repair is stopping (interrupted); the agent was not started"
+        run.stderr = run.spawn_error + "\n"
+        return run
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        with _LIVE_LOCK:  # registered before a concurrent stop_agents() can miss it
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_die_with_parent_fn(),
+            )
+            _LIVE_GROUPS.add(proc.pid)
     except OSError as exc:
         run.spawn_error = f"Failed to start agent {argv[0]!r}: {exc.strerror or exc}"
         run.stderr = run.spawn_error + "\n"
@@ -371,6 +440,8 @@ def _execute(argv: list[str], cwd: Path, env: dict[str, str], settings: AgentSet
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        with _LIVE_LOCK:
+            _LIVE_GROUPS.discard(proc.pid)
     run.stdout, run.stderr = _decode(out), _decode(err)
     if run.timed_out:
         run.stderr += (
@@ -440,6 +511,9 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
         run.stderr = run.spawn_error + "\n"
     else:
         run = _execute(argv, workspace, env, settings)
+    interrupted = _STOPPED.is_set()  # stop_agents() ended it: not the agent's outcome
+    if interrupted:
+        run.stderr += "\nStopped: the repair was interrupted (Ctrl+C); the next run starts it over\n"
     duration = time.monotonic() - start
 
     # -- classify
@@ -474,7 +548,11 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
     _write_replay(agent_dir, argv, workspace, settings, started_at, duration, run.exit_code, scrub)
     atomic_write_json(
         agent_dir / "timing.json",
-        AgentTiming(agent_duration_seconds=round(duration, 6), measured_at=utc_now_iso()).to_json_dict(),
+        AgentTiming(
+            agent_duration_seconds=round(duration, 6),
+            measured_at=utc_now_iso(),
+            **({"failure_class": failure.kind.value} if failure else {}),
+        ).to_json_dict(),
     )
     atomic_write_text(agent_dir / "output.txt", "" if crashed else run.stdout)
     result = AgentResult(
@@ -489,6 +567,8 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
     version_binary = settings.claude_binary if settings.command is None else argv[0]
     _write_model_md(agent_dir, settings.model, _claude_version(version_binary, env, workspace))
 
+    if interrupted:  # raise, so no outcome is persisted and a resume runs the agent again
+        raise AgentInterrupted(f"agent in {workspace} stopped: the repair was interrupted")
     committed = _commit_agent_changes(workspace) if workspace.is_dir() else False
     return AgentOutcome(
         exit_code=run.exit_code,

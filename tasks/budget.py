@@ -1,18 +1,26 @@
-"""One provider budget per repair: parallel agents, judge requests per minute, adaptive
+"""One provider budget per repair: parallel agents, judge requests per window, adaptive
 concurrency, quota-window pauses and the cost cap, shared by every task of a flow run.
 
-Why in-process: a Prefect concurrency slot taken inside a task costs 1.7-2.5 s on a SQLite
-server and waiters only recheck after a server-set delay (Prefect issue #23183), so Prefect's
-limits alone cannot keep a provider's request budget full. This object decides, within one flow
-run, who may call the provider *now*; Prefect's global concurrency limits (see
-``tasks/limits.py``) coordinate across flow runs and workers on top of it.
+Why in-process: a Prefect concurrency slot taken inside a task costs 0.1-5 s on a SQLite
+server (measured in ``bench/bench_rate_limit.py``), and waiters on Prefect's own helpers only
+recheck after a server-set delay (up to 30 s, Prefect issue #23183), so Prefect's limits alone
+cannot keep a provider's request budget full. This object decides, within one flow run, who may
+call the provider *now*, waking a waiter the moment a slot or a request of the window frees;
+Prefect's global concurrency limits (``tasks/limits.py``) coordinate across flow runs and
+workers on top of it.
 
 Agent and judge calls go to the same provider, so they share the adaptive concurrency and the
 quota pause: a 429 on a judge slows the agents too.
+
+Adaptive concurrency is AIMD, like TCP: the first 429/529 of a burst halves the number of
+concurrent provider calls and cools everyone down for the provider's ``retry-after``; every
+``limit`` successes in a row add one back, up to ``max_in_flight``. A repair therefore settles
+just under the provider's real limit and climbs back when the provider recovers.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -21,15 +29,33 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
+def default_window_seconds() -> float:
+    """60 s, the providers' rate window; ``SCYLLA_RATE_WINDOW_SECONDS`` overrides (tests)."""
+    try:
+        value = float(os.environ.get("SCYLLA_RATE_WINDOW_SECONDS", "60"))
+    except ValueError:
+        return 60.0
+    return value if value > 0 else 60.0
+
+
 @dataclass
 class BudgetStats:
-    """What the summary reports about the budget."""
+    """What the summary and the benchmark report about the budget."""
 
     rate_limited: int = 0
+    """429/529 answers seen (agents and judges)."""
     successes: int = 0
+    """Provider calls that succeeded."""
     min_concurrency: int = 0
+    """Lowest adaptive concurrency reached."""
+    peak_in_flight: int = 0
+    """Most provider calls in flight at once."""
     waited_seconds: float = 0.0
+    """Total time tasks waited at the gates."""
     spent_usd: float = 0.0
+    """Agent cost so far."""
+    quota_hits: int = 0
+    """Quota-window answers ("You've hit your limit · resets ...")."""
 
 
 class QuotaPaused(Exception):
@@ -54,12 +80,19 @@ class ProviderBudget:
     max_agents: int = 4
     """Agents running at once (``--max-concurrent``)."""
     judge_rpm: int | None = None
-    """Judge requests per minute (sliding 60 s window); None means no rate limit."""
+    """Judge requests per window (sliding, ``window_seconds``); None means no rate limit."""
     max_in_flight: int = 8
     """Upper bound of concurrent provider calls (agents + judges); adapts down on 429s."""
     max_cost_usd: float | None = None
     """No new rerun starts once the money spent reaches this (``--max-cost``)."""
-    window_seconds: float = 60.0
+    window_seconds: float = field(default_factory=default_window_seconds)
+    """The provider's rate window (60 s for "requests per minute")."""
+    window_margin: float = 0.25
+    """Seconds added to the window: we record a request when it is admitted, the provider when
+    it arrives, so without a margin a request could arrive just before the oldest one expires."""
+    quota_confirmations: int = 2
+    """Quota answers in a row (no success between) that close the window for every run. One
+    alone only defers its own run: it may concern one model or account route."""
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     stats: BudgetStats = field(default_factory=BudgetStats)
@@ -74,13 +107,27 @@ class ProviderBudget:
         self._cooldown_until = 0.0
         self._paused_until: float | None = None  # wall clock
         self._pause_reason = ""
+        self._quota_streak = 0
         self.stats.min_concurrency = self._limit
 
     # -- state the tasks ask about ------------------------------------------------------------
 
     @property
     def concurrency_limit(self) -> int:
+        """The current adaptive limit of concurrent provider calls."""
         return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def paused_until(self) -> float | None:
+        """Wall-clock end of the quota pause, if one is in force."""
+        with self._lock:
+            if self._paused_until is not None and self.wall_clock() < self._paused_until:
+                return self._paused_until
+            return None
 
     def check_can_start(self) -> None:
         """Raise if no new rerun may start (quota window closed or cost cap reached)."""
@@ -103,6 +150,17 @@ class ProviderBudget:
                 self._pause_reason = reason
             self._lock.notify_all()
 
+    def quota_hit(self, resume_at: float, reason: str) -> QuotaPaused:
+        """Record a quota-window answer; close the window for everyone once it is confirmed
+        (``quota_confirmations`` in a row). Returns the exception the caller raises."""
+        with self._lock:
+            self.stats.quota_hits += 1
+            self._quota_streak += 1
+            confirmed = self._quota_streak >= self.quota_confirmations
+        if confirmed:
+            self.pause_until(resume_at, reason)
+        return QuotaPaused(resume_at, reason)
+
     def _raise_if_paused(self) -> None:
         if self._paused_until is not None and self.wall_clock() < self._paused_until:
             raise QuotaPaused(self._paused_until, self._pause_reason)
@@ -113,6 +171,7 @@ class ProviderBudget:
         """Additive increase: one more concurrent call after ``limit`` successes in a row."""
         with self._lock:
             self.stats.successes += 1
+            self._quota_streak = 0
             self._successes_since_change += 1
             if self._limit < self.max_in_flight and self._successes_since_change >= self._limit:
                 self._limit += 1
@@ -120,12 +179,14 @@ class ProviderBudget:
                 self._lock.notify_all()
 
     def record_rate_limited(self, retry_after: float | None = None) -> None:
-        """Multiplicative decrease after a 429/529, and a short cool-down for everyone."""
+        """Multiplicative decrease after a 429/529, and a cool-down for everyone (the provider's
+        ``retry-after``, else 1 s). One halving per burst: 429s that arrive during the cool-down
+        were sent before it and say nothing new."""
         with self._lock:
             self.stats.rate_limited += 1
             self._successes_since_change = 0
             now = self.clock()
-            if now >= self._cooldown_until:  # one halving per burst, not per rejected request
+            if now >= self._cooldown_until:
                 self._limit = max(1, self._limit // 2)
                 self.stats.min_concurrency = min(self.stats.min_concurrency, self._limit)
             self._cooldown_until = max(self._cooldown_until, now + (retry_after if retry_after else 1.0))
@@ -143,8 +204,7 @@ class ProviderBudget:
                     break
                 self._lock.wait(self._wait_hint_locked())
             self._agents_running += 1
-            self._in_flight += 1
-            self.stats.waited_seconds += self.clock() - started
+            self._enter_locked(started)
         try:
             yield
         finally:
@@ -155,7 +215,7 @@ class ProviderBudget:
 
     @contextmanager
     def judge_request(self) -> Iterator[None]:
-        """Hold a provider call slot, and spend one request of the per-minute budget."""
+        """Hold a provider call slot, and spend one request of the window's budget."""
         with self._lock:
             started = self.clock()
             while True:
@@ -165,8 +225,7 @@ class ProviderBudget:
                 self._lock.wait(self._wait_hint_locked())
             if self.judge_rpm:
                 self._recent.append(self.clock())
-            self._in_flight += 1
-            self.stats.waited_seconds += self.clock() - started
+            self._enter_locked(started)
         try:
             yield
         finally:
@@ -174,13 +233,18 @@ class ProviderBudget:
                 self._in_flight -= 1
                 self._lock.notify_all()
 
+    def _enter_locked(self, started: float) -> None:
+        self._in_flight += 1
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self._in_flight)
+        self.stats.waited_seconds += self.clock() - started
+
     def _gate_open_locked(self) -> bool:
         return self._in_flight < self._limit and self.clock() >= self._cooldown_until
 
     def _rpm_token_free_locked(self) -> bool:
         if not self.judge_rpm:
             return True
-        horizon = self.clock() - self.window_seconds
+        horizon = self.clock() - self.window_seconds - self.window_margin
         while self._recent and self._recent[0] <= horizon:
             self._recent.popleft()
         return len(self._recent) < self.judge_rpm
@@ -192,5 +256,5 @@ class ProviderBudget:
         if self._cooldown_until > now:
             hints.append(self._cooldown_until - now)
         if self.judge_rpm and len(self._recent) >= self.judge_rpm and self._recent:
-            hints.append(self._recent[0] + self.window_seconds - now)
+            hints.append(self._recent[0] + self.window_seconds + self.window_margin - now)
         return max(0.01, min(hints))

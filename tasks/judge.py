@@ -772,7 +772,13 @@ def _persist_failure(
     atomic_write_json(directory / "judgment.json", record.to_json_dict())
     atomic_write_text(directory / "response.txt", responses[-1] if responses else "")
     atomic_write_text(directory / "stdout.log", _joined(responses))
-    timing = JudgeTiming(judge_duration_seconds=0.0, measured_at=utc_now_iso(), failed=True, error=message)
+    timing = JudgeTiming(
+        judge_duration_seconds=0.0,
+        measured_at=utc_now_iso(),
+        failed=True,
+        error=message,
+        failure_class=kind.value,
+    )
     atomic_write_json(directory / "timing.json", timing.to_json_dict())
     atomic_write_text(
         directory / "error.log", f"{kind.value}: {message}\n" + (f"\n{detail}\n" if detail else "")

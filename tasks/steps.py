@@ -23,7 +23,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from experiment.attempt import attempt_id, start_attempt
+from experiment.attempt import attempt_id, attempt_repair_id, pause_for_tests, start_attempt
 from experiment.failures import AttemptFailed, FailureClass
 from experiment.layout import RunKey
 from experiment.locks import update_checkpoint
@@ -31,8 +31,8 @@ from experiment.regenerate import RunRegeneration, regenerate_run
 from experiment.status import RunStatus, classify_run
 from tasks.agent import AgentOutcome, run_agent
 from tasks.archive import archive_run
-from tasks.budget import QuotaPaused
 from tasks.judge import JudgeSettings, JudgeSlotOutcome, ensure_judge_prompt, run_judge_slot
+from tasks.limits import ProviderLimits, agent_slot, judge_token
 from tasks.retry import BACKOFF, JITTER, RETRIES, retry_transient
 from tasks.settings import RepairSettings, budget_for, context_for
 from tasks.workspace import prepare_workspace
@@ -63,23 +63,57 @@ def judge_cache_key(context: TaskRunContext, parameters: dict) -> str:
     )
 
 
+def _agent_result_persisted(settings: RepairSettings, label: str) -> bool:
+    """True when this repair already ran this attempt's agent to an outcome (persisted result).
+
+    A resumed repair then keeps the attempt as it is (no archive, no new workspace, so the same
+    attempt id and cache key) and the agent step comes back Cached: an agent that finished, even
+    with a genuine failure, is never paid for twice within one repair. A retry after a transient
+    failure persisted nothing, so it still archives and starts over."""
+    from prefect.filesystems import LocalFileSystem
+    from prefect.results import ResultStore
+
+    run_dir = _run_dir(settings, label)
+    if attempt_repair_id(run_dir) != settings.repair_id or not (run_dir / "agent" / "result.json").exists():
+        return False
+    store = ResultStore(result_storage=LocalFileSystem(basepath=str(settings.results_dir)))
+    return store.exists(_step_key("agent", settings, label))
+
+
 @task(name="archive", task_run_name="archive {label}", cache_policy=NO_CACHE)
 def archive_step(settings: RepairSettings, label: str) -> str | None:
     """Move the old attempt (if any) whole into ``.failed/``; never overwrite, never delete."""
+    if _agent_result_persisted(settings, label):
+        return None
     context = context_for(settings)
     base_repo = context.layout.find_base_repo(context.config.task_repo)
     archived = archive_run(context.layout, RunKey.parse(label), base_repo)
     return str(archived) if archived else None
 
 
-@task(name="workspace", task_run_name="workspace {label}", cache_policy=NO_CACHE)
+@task(
+    name="workspace",
+    task_run_name="workspace {label}",
+    cache_policy=NO_CACHE,
+    retries=RETRIES,  # infrastructure (worktree, disk) is transient: MAX_RETRIES caps it
+    retry_delay_seconds=BACKOFF,
+    retry_jitter_factor=JITTER,
+    retry_condition_fn=retry_transient,
+)
 def workspace_step(settings: RepairSettings, label: str) -> str:
     """Create the run dir and its git worktree at task_commit with the subtest's resources."""
+    if _agent_result_persisted(settings, label):
+        return str(_run_dir(settings, label) / "workspace")
     context = context_for(settings)
     base_repo = context.layout.find_base_repo(context.config.task_repo)
     info = prepare_workspace(context, RunKey.parse(label), base_repo=base_repo)
     start_attempt(info.run_dir, settings.repair_id)
     return str(info.workspace)
+
+
+def provider_limits(settings: RepairSettings) -> ProviderLimits:
+    """The Prefect limits of this repair's provider (agents and judges share one provider)."""
+    return ProviderLimits.for_repair(settings.judge_base_url, settings.max_agents, settings.judge_rpm)
 
 
 def _agent_already_finished(settings: RepairSettings, label: str) -> bool:
@@ -111,7 +145,7 @@ def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:
         workspace_step.fn(settings, label)
     budget = budget_for(settings)
     workspace = run_dir / "workspace"
-    with budget.agent_slot():
+    with budget.agent_slot(), agent_slot(provider_limits(settings)):
         outcome = run_agent(run_dir, workspace, settings.agent)
     budget.add_cost(outcome.cost_usd)
     failure = outcome.failure
@@ -120,8 +154,7 @@ def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:
         return outcome
     if failure.kind is FailureClass.QUOTA_WINDOW:
         resume_at = time.time() + (failure.retry_after_seconds or 3600.0)
-        budget.pause_until(resume_at, failure.message)
-        raise QuotaPaused(resume_at, failure.message)
+        raise budget.quota_hit(resume_at, failure.message)
     if failure.kind is FailureClass.RATE_LIMITED:
         budget.record_rate_limited(failure.retry_after_seconds)
     if failure.transient:
@@ -141,6 +174,7 @@ def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:
 )
 def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> JudgeSlotOutcome:
     """Judge the run in one slot; the outcome (valid or not) is persisted in ``judge_NN/``."""
+    pause_for_tests("judge", label)  # crash-test hook (no-op unless SCYLLA_REPAIR_TEST_PAUSE_AT)
     context = context_for(settings)
     run_dir = _run_dir(settings, label)
     overrides = {"timeout_seconds": settings.judge_timeout_seconds}
@@ -149,11 +183,17 @@ def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> J
     judge_settings = JudgeSettings.from_env(**overrides)
     prompt = ensure_judge_prompt(context, run_dir, run_dir / "workspace")
     budget = budget_for(settings)
+    # The Prefect token first: its latency (0.1-5 s on SQLite) overlaps other calls instead of
+    # holding an in-process slot; the in-process gate then decides the exact moment.
+    judge_token(provider_limits(settings))
     try:
         with budget.judge_request():
             outcome = run_judge_slot(run_dir, slot, model, prompt, judge_settings)
     except AttemptFailed as exc:
-        if exc.failure.kind in (FailureClass.RATE_LIMITED, FailureClass.QUOTA_WINDOW):
+        if exc.failure.kind is FailureClass.QUOTA_WINDOW:
+            resume_at = time.time() + (exc.failure.retry_after_seconds or 3600.0)
+            raise budget.quota_hit(resume_at, exc.failure.message) from exc
+        if exc.failure.kind is FailureClass.RATE_LIMITED:
             budget.record_rate_limited(exc.failure.retry_after_seconds)
         raise
     budget.record_success()
@@ -169,6 +209,7 @@ def finalize_step(settings: RepairSettings, label: str) -> RunRegeneration:
     if regeneration.outcome in ("regenerated", "unchanged") and not regeneration.missing_judge_slots:
         run_result = context.layout.run_dir(key) / "run_result.json"
         passed = _judge_passed(run_result)
+        pause_for_tests("finalize", label)  # crash-test hook: results written, checkpoint not yet
 
         def mark(checkpoint) -> None:
             checkpoint.mark_run(key.tier, key.subtest, key.run_number, "passed" if passed else "failed")

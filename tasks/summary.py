@@ -23,6 +23,12 @@ class RepairSummary(BaseModel):
     resume_at: float | None = Field(default=None, description="When deferred runs can resume (epoch s).")
     resume_scheduled: str | None = Field(default=None, description="The scheduled flow run that resumes.")
     notes: list[str] = Field(default_factory=list, description="Anything the user should know.")
+    estimated_cost_usd: float | None = Field(
+        default=None, description="Agent cost estimated from completed runs before the repair (no judges)."
+    )
+    stopped: str | None = Field(
+        default=None, description="Why runs were left unstarted (cost cap, circuit breaker), or None."
+    )
 
     @property
     def counts(self) -> Counter:
@@ -62,6 +68,10 @@ class RepairSummary(BaseModel):
             "resume_at": self.resume_at,
             "runs": [r.model_dump(mode="json", exclude_none=True) for r in self.runs],
         }
+        data["estimated_cost_usd"] = (
+            round(self.estimated_cost_usd, 6) if self.estimated_cost_usd is not None else None
+        )
+        data["rerun"]["stopped"] = self.stopped
         data["dry_run"] = self.dry_run
         data["notes"] = self.notes
         return data
@@ -74,7 +84,12 @@ class RepairSummary(BaseModel):
             f"* Failed rerun: **{self.failed}**",
             f"* Regenerated (missing results): **{self.regenerated}**",
             f"* Deferred: **{self.deferred}**",
-            f"* Agent cost of this repair: **${self.cost_usd:.4f}**",
+            f"* Agent cost of this repair: **${self.cost_usd:.4f}**"
+            + (
+                f" (estimated beforehand: ${self.estimated_cost_usd:.4f}; judges not included)"
+                if self.estimated_cost_usd is not None
+                else ""
+            ),
             f"* Subtest, tier and experiment results rebuilt: {'yes' if self.aggregates_rebuilt else 'no'}",
         ]
         if self.resume_at:

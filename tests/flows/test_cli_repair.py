@@ -22,7 +22,9 @@ def experiment(tmp_path, **kwargs):
 
 
 def test_repair_prints_blocks_and_exits_0(tmp_path, monkeypatch, capsys):
-    generated = experiment(tmp_path, mix={"completed": 0.25, "results": 0.25, "failed": 0.25, "missing": 0.25})
+    generated = experiment(
+        tmp_path, mix={"completed": 0.25, "results": 0.25, "failed": 0.25, "missing": 0.25}
+    )
     with simulated_provider(monkeypatch, tmp_path):
         assert cli(generated.path, "--tiers-dir", TIERS) == 0
     out = capsys.readouterr().out

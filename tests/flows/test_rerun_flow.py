@@ -20,7 +20,14 @@ EVERY_STATUS = {"completed": 0.4, "results": 0.2, "failed": 0.2, "partial": 0.1,
 
 
 def make_experiment(tmp_path: Path, **kwargs) -> tuple[Path, dict[str, str]]:
-    options = dict(tiers=["T0", "T1"], subtests_per_tier=2, runs_per_subtest=5, mix=EVERY_STATUS, seed=11, tiers_dir=TIERS)
+    options = dict(
+        tiers=["T0", "T1"],
+        subtests_per_tier=2,
+        runs_per_subtest=5,
+        mix=EVERY_STATUS,
+        seed=11,
+        tiers_dir=TIERS,
+    )
     options.update(kwargs)
     generated = generate_experiment(tmp_path / "results" / "2026-01-20T06-13-07-test", **options)
     return generated.path, generated.truth
@@ -82,7 +89,9 @@ def test_full_repair_of_every_status(tmp_path, monkeypatch):
 def test_status_filter_touches_only_failed_runs(tmp_path, monkeypatch):
     exp, truth = make_experiment(tmp_path, seed=12)
     with simulated_provider(monkeypatch, tmp_path) as provider:
-        summary = rerun_agents(str(exp), statuses=[RunStatus.FAILED], tiers_dir=str(TIERS), skip_regenerate=True)
+        summary = rerun_agents(
+            str(exp), statuses=[RunStatus.FAILED], tiers_dir=str(TIERS), skip_regenerate=True
+        )
         failed = sorted(r for r, s in truth.items() if s == "failed")
         assert sorted(r.run for r in summary.runs) == failed
         after = classify(exp)
@@ -107,7 +116,9 @@ def test_cherry_picked_runs(tmp_path, monkeypatch):
 
 
 def test_agent_failure_is_recorded_and_reported(tmp_path, monkeypatch):
-    exp, truth = make_experiment(tmp_path, tiers=["T0"], subtests_per_tier=1, runs_per_subtest=3, mix={"missing": 1.0})
+    exp, truth = make_experiment(
+        tmp_path, tiers=["T0"], subtests_per_tier=1, runs_per_subtest=3, mix={"missing": 1.0}
+    )
     with simulated_provider(monkeypatch, tmp_path) as provider:
         provider.script_rules([{"match": "T0/00/run_02", "modes": ["fail"]}])
         summary = rerun_agents(str(exp), tiers_dir=str(TIERS))
@@ -124,7 +135,10 @@ def test_agent_failure_is_recorded_and_reported(tmp_path, monkeypatch):
 def test_missing_base_repo_blocks_before_anything_moves(tmp_path, monkeypatch):
     exp, truth = make_experiment(tmp_path, mix={"failed": 0.5, "completed": 0.5})
     shutil.rmtree(exp / "repo")
-    with simulated_provider(monkeypatch, tmp_path), pytest.raises(RepairBlocked, match="Base repository not found"):
+    with (
+        simulated_provider(monkeypatch, tmp_path),
+        pytest.raises(RepairBlocked, match="Base repository not found"),
+    ):
         rerun_agents(str(exp), tiers_dir=str(TIERS))
     assert archived(exp) == []
     assert classify(exp) == truth

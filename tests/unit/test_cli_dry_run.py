@@ -56,7 +56,9 @@ def test_dry_run_text_on_mutated_fixture(mutated: Path, capsys):
     assert "NEVER STARTED (1 run):" in out
     assert "  - T5/01/run_01: Run never started" in out
     assert out.count("RUN STATUS CLASSIFICATION") == 1
-    lines = {line.split(":")[0].strip(): line.split(":")[-1].strip() for line in out.splitlines() if ":" in line}
+    lines = {
+        line.split(":")[0].strip(): line.split(":")[-1].strip() for line in out.splitlines() if ":" in line
+    }
     assert lines["Total expected runs"] == "7"
     assert lines["✓ Complete"] == "1"
     assert lines["⚠ Agent complete, missing results"] == "2"
@@ -106,7 +108,9 @@ def test_tier_filter_restricts_scope_without_counting_skips(mutated: Path, capsy
 def test_runs_filter_counts_skipped(tmp_path: Path, capsys):
     from experiment.generator import generate_experiment
 
-    exp = generate_experiment(tmp_path / "gen", tiers=["T0"], subtests_per_tier=1, runs_per_subtest=5, seed=3).path
+    exp = generate_experiment(
+        tmp_path / "gen", tiers=["T0"], subtests_per_tier=1, runs_per_subtest=5, seed=3
+    ).path
     assert run_cli(exp, "--dry-run", "--json", "--runs", "1,3,5") == 0
     data = json.loads(capsys.readouterr().out)
     assert data["total_expected"] == 3 and data["skipped_by_filter"] == 2
@@ -214,6 +218,8 @@ def test_console_script_runs_without_importing_prefect(mutated: Path):
         "assert 'prefect' not in sys.modules, 'the dry run must not import prefect'\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    result = subprocess.run([sys.executable, "-c", code, str(mutated)], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(mutated)], capture_output=True, text=True, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert "RUN STATUS CLASSIFICATION" in result.stdout

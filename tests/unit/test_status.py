@@ -85,7 +85,9 @@ def test_truncated_output_is_failed(run_dir: Path):
 
 def test_stderr_message_is_in_the_reason(run_dir: Path):
     (run_dir / "agent/output.txt").write_text("")
-    (run_dir / "agent/stderr.log").write_text("+ cd /x\n+ claude --model m\nError: connection reset by peer\n")
+    (run_dir / "agent/stderr.log").write_text(
+        "+ cd /x\n+ claude --model m\nError: connection reset by peer\n"
+    )
     assert classify_run(run_dir).reason.endswith("Error: connection reset by peer")
 
 

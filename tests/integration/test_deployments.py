@@ -1,0 +1,238 @@
+"""The deployments end to end, as a user runs them: a real Prefect server, a process work pool,
+``prefect deploy --all``, a worker, and ``prefect deployment run`` on a generated experiment.
+
+The agent is the fake ``claude`` CLI and the judges the local Messages server; everything else
+is real. Every process listens on or talks to 127.0.0.1 only, and every process started here is
+stopped here, by its pid (the worker before the server), even when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from experiment.generator import generate_experiment
+from experiment.scan import ScanFilters, load_context, scan_in_process
+from tasks.artifacts import artifact_key
+from tests.doubles.claude_log import count_starts, fake_claude_bin
+from tests.doubles.messages_server import MessagesServer, ServerBehavior
+
+pytestmark = pytest.mark.integration
+
+PROJECT = Path(__file__).resolve().parents[2]
+TIERS = PROJECT / "tests" / "fixtures" / "scylla-tiers"
+POOL = "scylla-repair"  # the work pool named in prefect.yaml
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prefect_env(tmp_path: Path, api_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_API_URL=api_url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        PREFECT_WORKER_PREFETCH_SECONDS="1",
+        PREFECT_LOGGING_LEVEL="INFO",
+        PREFECT_CLI_PROMPT="false",
+    )
+    return env
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A background process in its own session; SIGINT, then SIGTERM, then SIGKILL on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args, env=env, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield proc
+        finally:
+            for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+                if proc.poll() is not None:
+                    break
+                try:
+                    os.killpg(proc.pid, sig)  # the group we created: the process and its children
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(wait)
+                except subprocess.TimeoutExpired:
+                    continue
+
+
+def prefect(env: dict[str, str], *args: str, timeout: float = 60) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        env=env,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def healthy(api: httpx.Client) -> bool:
+    try:
+        return api.get("/health").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_deploy_run_and_schedule(tmp_path: Path):
+    started = time.monotonic()
+    generated = generate_experiment(
+        tmp_path / "fullruns" / "2026-01-20T06-13-07-integration",
+        tiers=["T0"],
+        subtests_per_tier=2,
+        runs_per_subtest=3,
+        mix={"completed": 0.5, "failed": 0.25, "results": 0.25},
+        seed=7,
+        tiers_dir=TIERS,
+    )
+    exp = generated.path
+    broken = sorted(r for r, s in generated.truth.items() if s != "completed")
+    assert broken, "the generated experiment must need a repair"
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = prefect_env(tmp_path, api_url)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with ExitStack() as stack, httpx.Client(base_url=api_url, timeout=10) as api:
+        server = stack.enter_context(
+            process(
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                env,
+                logs / "server.log",
+            )
+        )
+        wait_for(lambda: healthy(api) or server.poll() is not None, 90, "the Prefect server")
+        assert server.poll() is None, (logs / "server.log").read_text()
+        t_server = time.monotonic() - started
+
+        prefect(env, "work-pool", "create", POOL, "--type", "process")
+        deployed = prefect(env, "--no-prompt", "deploy", "--all", timeout=120)
+        for name in (
+            "rerun-agents/rerun-agents",
+            "regenerate-results/regenerate-results",
+            "nightly-repair/nightly-repair",
+        ):
+            assert name in deployed, deployed
+
+        judges = stack.enter_context(MessagesServer(ServerBehavior()))
+        worker_env = dict(
+            env,
+            PATH=f"{fake_claude_bin()}{os.pathsep}{env['PATH']}",
+            ANTHROPIC_BASE_URL=judges.url,
+            ANTHROPIC_API_KEY="test-key-not-a-secret",
+            FAKE_CLAUDE_LOG=str(tmp_path / "fake-claude.log"),
+        )
+        worker = stack.enter_context(
+            process(
+                [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
+                worker_env,
+                logs / "worker.log",
+            )
+        )
+        # The worker is entered last, so the ExitStack stops it before the judges and the server.
+        t_ready = time.monotonic() - started
+
+        out = prefect(
+            env,
+            "deployment",
+            "run",
+            "rerun-agents/rerun-agents",
+            "--param",
+            f"experiment_dir={json.dumps(str(exp))}",
+            "--param",
+            f"tiers_dir={json.dumps(str(TIERS))}",
+        )
+        flow_run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+
+        def final_state():
+            run = api.get(f"/flow_runs/{flow_run_id}").json()
+            state = run["state"]["type"]
+            if worker.poll() is not None:
+                raise AssertionError("the worker died:\n" + (logs / "worker.log").read_text()[-3000:])
+            return run if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+        run = wait_for(final_state, 120, "the deployment run")
+        t_run = time.monotonic() - started
+        assert run["state"]["type"] == "COMPLETED", (logs / "worker.log").read_text()[-5000:]
+        assert run["name"] == f"repair {exp}"
+
+        # The experiment is repaired on disk ...
+        after = scan_in_process(load_context(exp, TIERS), ScanFilters())
+        assert after.counts["completed"] == after.total_expected
+        assert count_starts(tmp_path / "fake-claude.log") == sum(
+            1 for r in broken if generated.truth[r] == "failed"
+        )
+        # ... and the API has its artifacts: classification table, progress, markdown summary.
+        keys = [artifact_key(kind, exp) for kind in ("classification", "rerun-progress", "repair-summary")]
+        found = api.post("/artifacts/filter", json={"artifacts": {"key": {"any_": keys}}}).json()
+        by_key = {a["key"]: a for a in found}
+        assert set(by_key) == set(keys), sorted(by_key)
+        assert by_key[keys[0]]["type"] == "table" and by_key[keys[1]]["type"] == "progress"
+        assert by_key[keys[1]]["data"] == 100
+        summary = by_key[keys[2]]["data"]
+        assert (
+            "Failed rerun: **0**" in summary
+            and f"Successfully rerun: **{count_starts(tmp_path / 'fake-claude.log')}**" in summary
+        )
+
+        # The nightly deployment has its cron schedule, and the manual one its concurrency limit.
+        nightly = api.get("/deployments/name/nightly-repair/nightly-repair").json()
+        schedules = [s["schedule"] for s in nightly["schedules"]]
+        assert schedules == [{"cron": "0 3 * * *", "timezone": "UTC", "day_or": True}] or (
+            schedules[0]["cron"] == "0 3 * * *" and schedules[0]["timezone"] == "UTC"
+        ), schedules
+        manual = api.get("/deployments/name/rerun-agents/rerun-agents").json()
+        assert manual["global_concurrency_limit"]["limit"] == 1
+        assert manual["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(
+            PROJECT
+        )
+    print(
+        f"\nintegration timings: server up {t_server:.1f} s, pool+deploy+worker {t_ready - t_server:.1f} s, "
+        f"deployment run completed {t_run - t_ready:.1f} s, total {time.monotonic() - started:.1f} s"
+    )
