@@ -29,6 +29,7 @@ def run_repair(
     skip_regenerate: bool,
     max_concurrent: int,
     judge_rpm: int | None,
+    max_in_flight: int | None,
     max_cost: float | None,
     agent_command: str | None,
     as_json: bool,
@@ -55,6 +56,7 @@ def run_repair(
         skip_regenerate=skip_regenerate,
         max_concurrent=max_concurrent,
         judge_rpm=judge_rpm,
+        max_in_flight=max_in_flight,
         max_cost=max_cost,
         agent_command=shlex.split(agent_command) if agent_command else None,
     )

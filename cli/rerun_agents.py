@@ -71,6 +71,14 @@ def rerun_agents(
         int | None,
         typer.Option("--judge-rpm", min=1, help="Judge requests per minute (the provider's budget)."),
     ] = None,
+    max_in_flight: Annotated[
+        int | None,
+        typer.Option(
+            "--max-in-flight",
+            min=1,
+            help="Concurrent provider calls (agents + judges) the provider allows; adapts down on 429s.",
+        ),
+    ] = None,
     max_cost: Annotated[
         float | None,
         typer.Option("--max-cost", min=0, help="Start no new rerun once this many USD are spent."),
@@ -102,6 +110,7 @@ def rerun_agents(
             skip_regenerate=skip_regenerate,
             max_concurrent=max_concurrent,
             judge_rpm=judge_rpm,
+            max_in_flight=max_in_flight,
             max_cost=max_cost,
             agent_command=agent_command,
             as_json=as_json,

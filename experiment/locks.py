@@ -52,6 +52,20 @@ def _flock(path: Path, *, blocking: bool, timeout: float | None = None) -> Itera
         os.close(fd)
 
 
+@contextmanager
+def repository_lock(repo: Path) -> Iterator[None]:
+    """Serialise worktree/branch administration of one git repository across threads and
+    processes: concurrent ``git worktree add``/``prune`` on one repository race on its
+    ``.git/worktrees`` admin files (observed: "could not open .git/worktrees/workspace1/locked").
+    A repository whose ``.git`` is not a directory (a worktree itself) is not locked."""
+    git_dir = Path(repo) / ".git"
+    if not git_dir.is_dir():
+        yield
+        return
+    with _flock(git_dir / "scylla-repair-worktrees.lock", blocking=True):
+        yield
+
+
 class RepairLock:
     """At most one repair at a time per experiment (see the module docstring)."""
 

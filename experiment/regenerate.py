@@ -57,6 +57,7 @@ from experiment.errors import ExperimentError, FormatError
 from experiment.failures import parse_claude_output
 from experiment.jsonio import atomic_write_text, dumps, load_model, read_json
 from experiment.layout import ExperimentLayout, RunKey, RunPaths
+from experiment.locks import update_checkpoint
 from experiment.models import (
     AgentResult,
     Checkpoint,
@@ -788,33 +789,37 @@ def rebuild_checkpoint(experiment_dir: Path, *, stamp: str | None = None) -> Che
     stamp = stamp or backup_stamp()
     layout = ExperimentLayout(experiment_dir)
     config = load_model(layout.config_path, ExperimentConfig)
-    path = layout.checkpoint_path
-    try:
-        checkpoint = Checkpoint.load(path) if path.is_file() else Checkpoint.fresh(config, layout.root)
-    except FormatError:
-        checkpoint = Checkpoint.fresh(config, layout.root)
-    for tier in config.tiers_to_run:
-        for subtest in layout.recorded_subtests(tier):
-            for number in layout.recorded_run_numbers(tier, subtest):
-                key = RunKey(tier, subtest, number)
-                paths = layout.run_paths(key)
-                data = _read_dict(paths.run_result)
-                if data is not None and isinstance(data.get("judge_passed"), bool):
-                    apply_to_checkpoint(checkpoint, key, "passed" if data["judge_passed"] else "failed")
-                    continue
-                status = classify_run(paths.run_dir).status
-                if status in (RunStatus.RESULTS, RunStatus.COMPLETED):
-                    apply_to_checkpoint(checkpoint, key, "agent_complete")
-                elif status is RunStatus.FAILED:
-                    checkpoint.unmark_run(tier, subtest, number)
-                    checkpoint.run_states.setdefault(tier, {}).setdefault(subtest, {})[str(number)] = "failed"
-                elif status is RunStatus.PARTIAL:
-                    checkpoint.unmark_run(tier, subtest, number)
-    checkpoint.experiment_dir = str(layout.root)
-    checkpoint.__pydantic_fields_set__.update({"completed_runs", "run_states", "experiment_dir"})
-    backup_file(layout.root, path, stamp)
-    checkpoint.save(path)
-    return checkpoint
+
+    def rebuild(checkpoint: Checkpoint) -> None:
+        for tier in config.tiers_to_run:
+            for subtest in layout.recorded_subtests(tier):
+                for number in layout.recorded_run_numbers(tier, subtest):
+                    _rebuild_entry(checkpoint, layout, RunKey(tier, subtest, number))
+        checkpoint.experiment_dir = str(layout.root)
+        checkpoint.__pydantic_fields_set__.update({"completed_runs", "run_states", "experiment_dir"})
+        backup_file(layout.root, layout.checkpoint_path, stamp)
+
+    # Through the single checkpoint writer: a running repair's entries are never overwritten
+    # with a stale copy (an unreadable checkpoint is set aside, not lost).
+    return update_checkpoint(layout, config, rebuild)
+
+
+def _rebuild_entry(checkpoint: Checkpoint, layout: ExperimentLayout, key: RunKey) -> None:
+    paths = layout.run_paths(key)
+    data = _read_dict(paths.run_result)
+    if data is not None and isinstance(data.get("judge_passed"), bool):
+        apply_to_checkpoint(checkpoint, key, "passed" if data["judge_passed"] else "failed")
+        return
+    status = classify_run(paths.run_dir).status
+    if status in (RunStatus.RESULTS, RunStatus.COMPLETED):
+        apply_to_checkpoint(checkpoint, key, "agent_complete")
+    elif status is RunStatus.FAILED:
+        checkpoint.unmark_run(key.tier, key.subtest, key.run_number)
+        checkpoint.run_states.setdefault(key.tier, {}).setdefault(key.subtest, {})[str(key.run_number)] = (
+            "failed"
+        )
+    elif status is RunStatus.PARTIAL:
+        checkpoint.unmark_run(key.tier, key.subtest, key.run_number)
 
 
 # --------------------------------------------------------------------------------------------------

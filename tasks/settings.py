@@ -61,7 +61,7 @@ def budget_for(settings: RepairSettings) -> ProviderBudget:
             budget = ProviderBudget(
                 max_agents=settings.max_agents,
                 judge_rpm=settings.judge_rpm,
-                max_in_flight=max(settings.max_in_flight, settings.max_agents),
+                max_in_flight=settings.max_in_flight,  # agents count too: never above the provider limit
                 max_cost_usd=settings.max_cost_usd,
             )
             _BUDGETS[settings.repair_id] = budget

@@ -27,7 +27,7 @@ from experiment.attempt import attempt_id, attempt_repair_id, pause_for_tests, s
 from experiment.failures import AttemptFailed, FailureClass
 from experiment.layout import RunKey
 from experiment.locks import update_checkpoint
-from experiment.regenerate import RunRegeneration, regenerate_run
+from experiment.regenerate import RunRegeneration, apply_to_checkpoint, regenerate_run
 from experiment.status import RunStatus, classify_run
 from tasks.agent import AgentOutcome, run_agent
 from tasks.archive import archive_run
@@ -206,20 +206,11 @@ def finalize_step(settings: RepairSettings, label: str) -> RunRegeneration:
     context = context_for(settings)
     key = RunKey.parse(label)
     regeneration = regenerate_run(context.root, key, judge_models=context.config.judge_models)
-    if regeneration.outcome in ("regenerated", "unchanged") and not regeneration.missing_judge_slots:
-        run_result = context.layout.run_dir(key) / "run_result.json"
-        passed = _judge_passed(run_result)
-        pause_for_tests("finalize", label)  # crash-test hook: results written, checkpoint not yet
-
-        def mark(checkpoint) -> None:
-            checkpoint.mark_run(key.tier, key.subtest, key.run_number, "passed" if passed else "failed")
-
-        update_checkpoint(context.layout, context.config, mark)
+    outcome = regeneration.checkpoint_outcome
+    if outcome is not None:
+        if outcome != "agent_complete":
+            pause_for_tests("finalize", label)  # crash-test hook: results written, checkpoint not yet
+        update_checkpoint(
+            context.layout, context.config, lambda checkpoint: apply_to_checkpoint(checkpoint, key, outcome)
+        )
     return regeneration
-
-
-def _judge_passed(run_result_path) -> bool:
-    from experiment.jsonio import load_model
-    from experiment.models import RunResult
-
-    return bool(load_model(run_result_path, RunResult).judge_passed)

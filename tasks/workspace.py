@@ -38,6 +38,7 @@ from experiment.errors import RepairBlocked
 from experiment.failures import AttemptFailed, Failure, FailureClass
 from experiment.jsonio import atomic_write_json, atomic_write_text
 from experiment.layout import RunKey
+from experiment.locks import repository_lock
 from experiment.scan import ExperimentContext
 from experiment.tiers import TiersDir, find_subtest
 
@@ -123,15 +124,17 @@ def git(
     callers have one shape to handle.
     """
     argv = ["git", *(GIT_IDENTITY if identity else []), "-C", str(repo), *args]
+    administrative = args[:1] in (("worktree",), ("branch",))
     try:
-        return subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=_git_env(),
-            stdin=subprocess.DEVNULL,
-        )
+        with repository_lock(repo) if administrative else contextlib.nullcontext():
+            return subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=_git_env(),
+                stdin=subprocess.DEVNULL,
+            )
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(argv, -1, _text(exc.stdout), f"timed out after {timeout:.0f}s")
     except OSError as exc:

@@ -188,3 +188,25 @@ def test_remove_worktree(ctx: ExperimentContext) -> None:
     assert str(info.workspace) not in _git(repo, "worktree", "list")
     assert _git(repo, "branch", "--list", T1.branch) == ""
     remove_worktree(repo, info.workspace, info.branch)  # twice is harmless
+
+
+def test_parallel_worktrees_on_one_base_repo_do_not_race(tmp_path: Path) -> None:
+    # Concurrent `git worktree add`/`prune` on one repository race on .git/worktrees (seen in a
+    # repair: "could not open .git/worktrees/workspace1/locked"); the repository lock serialises them.
+    from concurrent.futures import ThreadPoolExecutor
+
+    gen = generate_experiment(
+        tmp_path / "exp", tiers=["T0"], subtests_per_tier=2, runs_per_subtest=6, mix={"missing": 1.0}, tiers_dir=TIERS
+    )
+    ctx = load_context(gen.path, TIERS)
+    keys = [RunKey("T0", s, n) for s in ("00", "01") for n in range(1, 7)]
+
+    def setup(key: RunKey) -> str:
+        archive_run(ctx.layout, key, ctx.root / "repo")
+        return prepare_workspace(ctx, key, base_repo=ctx.root / "repo").branch
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        branches = list(pool.map(setup, keys))
+    assert sorted(branches) == sorted(k.branch for k in keys)
+    listed = _git(ctx.root / "repo", "worktree", "list")
+    assert all(str(ctx.layout.run_dir(k) / "workspace") in listed for k in keys)
