@@ -11,6 +11,7 @@ worktrees, the Prefect flow (on Prefect's temporary local API), the files writte
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -46,8 +47,11 @@ def demo(
     from tests.doubles.claude_log import fake_claude_bin
     from tests.doubles.messages_server import MessagesServer, ServerBehavior
 
+    directory = directory.resolve()  # the agent runs in its worktree: every path must be absolute
     if directory.exists():
         shutil.rmtree(directory)
+    # The bundled tier definitions are trimmed (no skills/): composing without them is expected here.
+    logging.getLogger("tasks.workspace").setLevel(logging.ERROR)
     experiment = generate_experiment(
         directory / "2026-01-20T06-13-07-demo",
         tiers=["T0", "T1", "T2"],

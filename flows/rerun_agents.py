@@ -31,7 +31,7 @@ from flows.scan import scan_experiment
 from tasks.agent import AgentSettings
 from tasks.artifacts import ProgressArtifact, publish_markdown
 from tasks.checkpoint import settle_checkpoint_task
-from tasks.limits import ensure_limits
+from tasks.limits import ensure_limits, release_all
 from tasks.regenerate import rebuild_aggregates_task
 from tasks.repair import RunRepair, repair_run
 from tasks.retry import schedule_resume
@@ -100,6 +100,7 @@ def rerun_agents(
         for record in repair_runs(settings, todo, gate):
             results.append(record)
             progress.advance(failed=record.outcome == "failed", cost=record.cost_usd)
+        release_all()  # give the Prefect slots back now, while the API is certainly up
         rebuilt = False
         if not skip_regenerate and todo:
             rebuild_aggregates_task(str(context.root))

@@ -148,6 +148,7 @@ def ensure_limits(limits: ProviderLimits, *, reclaim: bool = True) -> ProviderLi
                 )
             if reclaim:
                 reclaim_orphaned_slots(client, limits.agents_name)
+        _register_exit_release()
         _ENSURED.add(limits)
         logger.info(
             "Prefect limits ready: %s=%d%s",
@@ -402,7 +403,20 @@ def _release_lease(name: str, lease_id: str, record: Path) -> None:
         logger.warning("could not release %s lease %s: %s", name, lease_id, exc)
 
 
-atexit.register(release_all)
+_EXIT_HOOK = threading.Event()
+
+
+def _register_exit_release() -> None:
+    """Register :func:`release_all` at exit once the Prefect client has been used.
+
+    atexit runs handlers last-in first-out, and Prefect registers the stop of its temporary
+    server when that server starts. Registering ours after that start makes ours run first,
+    while the server is still up; registered at import, it ran after the stop, started a new
+    temporary server to release slots, and that server was orphaned.
+    """
+    if not _EXIT_HOOK.is_set():
+        _EXIT_HOOK.set()
+        atexit.register(release_all)
 
 
 # -- holders: renewal and leak recovery ------------------------------------------------------

@@ -196,7 +196,12 @@ def test_parallel_worktrees_on_one_base_repo_do_not_race(tmp_path: Path) -> None
     from concurrent.futures import ThreadPoolExecutor
 
     gen = generate_experiment(
-        tmp_path / "exp", tiers=["T0"], subtests_per_tier=2, runs_per_subtest=6, mix={"missing": 1.0}, tiers_dir=TIERS
+        tmp_path / "exp",
+        tiers=["T0"],
+        subtests_per_tier=2,
+        runs_per_subtest=6,
+        mix={"missing": 1.0},
+        tiers_dir=TIERS,
     )
     ctx = load_context(gen.path, TIERS)
     keys = [RunKey("T0", s, n) for s in ("00", "01") for n in range(1, 7)]
