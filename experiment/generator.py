@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -38,35 +37,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiment.aggregate import build_experiment, build_tier, subtest_report, summarize_subtest, tier_report
 from experiment.jsonio import dumps
 from experiment.models import (
     AgentResult,
     AgentTiming,
-    BestSubtest,
     Checkpoint,
     ClaudeOutput,
     CommandLog,
     CommandLogEntry,
     ConfigManifest,
     ExperimentConfig,
-    ExperimentResult,
     JudgeConsensus,
     JudgeSummary,
     JudgeTiming,
     Judgment,
     RunReport,
     RunResult,
-    SubtestReport,
-    SubtestReportChild,
-    SubtestReportSummary,
     SubtestResult,
-    TierReport,
-    TierReportBest,
-    TierReportChild,
-    TierReportSummary,
     TierResult,
     TokenStats,
-    Vote,
     grade_for_score,
     utc_now_iso,
 )
@@ -544,142 +534,23 @@ class _Writer:
 
     # -- subtests and tiers -------------------------------------------------------------------
     def subtest_result(self, tier: str, subtest: str, runs: list[RunResult]) -> SubtestResult:
-        scores = [r.judge_score or 0.0 for r in runs]
-        grades = [r.judge_grade or "F" for r in runs]
-        mean = statistics.fmean(scores) if scores else 0.0
-        std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-        total_cost = sum(r.cost_usd for r in runs)
-        dist = dict(Counter(grades))
-        order = "FDCBAS"
-        return SubtestResult(
-            subtest_id=subtest,
-            tier_id=tier,
-            runs=runs,
-            pass_rate=(sum(bool(r.judge_passed) for r in runs) / len(runs)) if runs else 0.0,
-            mean_score=mean,
-            median_score=statistics.median(scores) if scores else 0.0,
-            std_dev_score=std,
-            mean_cost=total_cost / len(runs) if runs else 0.0,
-            total_cost=total_cost,
-            token_stats=TokenStats.sum(r.token_stats for r in runs),
-            consistency=max(0.0, 1 - std / mean) if mean else 0.0,
-            grade_distribution=dist,
-            modal_grade=max(dist, key=dist.get) if dist else None,
-            min_grade=min(grades, key=order.index) if grades else None,
-            max_grade=max(grades, key=order.index) if grades else None,
-            selected_as_best=False,
-            selection_reason="",
-            rate_limit_info=None,
-        )
+        """The subtest's statistics, by the very code regeneration uses."""
+        return summarize_subtest(tier, subtest, runs)
 
     def write_subtest_report(self, tier: str, subtest: str, sub: SubtestResult) -> None:
         sd = self.subtest_dir(tier, subtest)
         sd.mkdir(parents=True, exist_ok=True)
-        report = SubtestReport(
-            subtest_id=subtest,
-            tier_id=tier,
-            summary=SubtestReportSummary(
-                total_runs=len(sub.runs),
-                passed=sum(bool(r.judge_passed) for r in sub.runs),
-                pass_rate=sub.pass_rate,
-                mean_score=sub.mean_score,
-                median_score=sub.median_score,
-                std_dev=sub.std_dev_score,
-                total_cost=sub.total_cost,
-                consistency=sub.consistency,
-                grade_distribution=sub.grade_distribution,
-                modal_grade=sub.modal_grade,
-                min_grade=sub.min_grade,
-                max_grade=sub.max_grade,
-            ),
-            token_stats=sub.token_stats,
-            children=[
-                SubtestReportChild(
-                    run_number=r.run_number,
-                    score=r.judge_score,
-                    passed=r.judge_passed,
-                    report=f"./run_{r.run_number:02d}/report.json",
-                )
-                for r in sub.runs
-            ],
-            generated_at=self.now,
-        )
-        self.json(sd / "report.json", report)
+        self.json(sd / "report.json", subtest_report(sub, self.now))
 
     def write_tier(self, tier: str, subs: dict[str, SubtestResult]) -> TierResult:
-        ranked = sorted(subs.values(), key=lambda s: -s.median_score)
-        best = ranked[0] if ranked else None
-        if best is not None:
-            best.selected_as_best = True
-            best.selection_reason = f"Highest median score ({best.median_score:.3f})"
-        cop = (best.mean_cost / best.pass_rate) if best is not None and best.pass_rate > 0 else None
-        result = TierResult(
-            tier_id=tier,
-            subtest_results=subs,
-            best_subtest=best.subtest_id if best else None,
-            best_subtest_score=best.median_score if best else 0.0,
-            inherited_from=None,
-            tiebreaker_needed=False,
-            total_cost=sum(s.total_cost for s in subs.values()),
-            total_duration=sum(r.duration_seconds for s in subs.values() for r in s.runs),
-            token_stats=TokenStats.sum(s.token_stats for s in subs.values()),
-            cost_of_pass=cop,
-        )
+        """Tier result, best subtest and report, by the very code regeneration uses."""
+        total_duration = sum(r.duration_seconds for s in subs.values() for r in s.runs)
+        result, best = build_tier(tier, subs, total_duration=total_duration)
         td = (self.exp / "completed" if self.layout == "phased" else self.exp) / tier
         td.mkdir(parents=True, exist_ok=True)
         self.json(td / "result.json", result)
-        self.json(
-            td / "best_subtest.json",
-            BestSubtest(
-                winning_subtest=result.best_subtest,
-                winning_score=result.best_subtest_score,
-                votes=[
-                    Vote(
-                        subtest_id=s.subtest_id,
-                        score=s.median_score,
-                        confidence=s.consistency,
-                        reasoning=f"Pass rate: {s.pass_rate:.0%}, Mean score: {s.mean_score:.3f}, "
-                        f"Consistency: {s.consistency:.3f}",
-                    )
-                    for s in ranked
-                ],
-                margin=(ranked[0].median_score - ranked[1].median_score) if len(ranked) > 1 else 1.0,
-                tiebreaker_needed=False,
-                tiebreaker_result=None,
-            ),
-        )
-        self.json(
-            td / "report.json",
-            TierReport(
-                tier=tier,
-                summary=TierReportSummary(
-                    total_subtests=len(subs),
-                    best_subtest=result.best_subtest,
-                    best_score=result.best_subtest_score,
-                    total_cost=result.total_cost,
-                    total_duration=result.total_duration,
-                    tiebreaker_needed=False,
-                ),
-                token_stats=result.token_stats,
-                best=TierReportBest(
-                    subtest=result.best_subtest,
-                    score=result.best_subtest_score,
-                    report=f"./{result.best_subtest}/report.json",
-                ),
-                children=[
-                    TierReportChild(
-                        id=s.subtest_id,
-                        score=s.median_score,
-                        pass_rate=s.pass_rate,
-                        cost=s.total_cost,
-                        selected=s.selected_as_best,
-                        report=f"./{s.subtest_id}/report.json",
-                    )
-                    for s in subs.values()
-                ],
-                generated_at=self.now,
-            ),
-        )
+        self.json(td / "best_subtest.json", best)
+        self.json(td / "report.json", tier_report(result, self.now))
         return result
 
 
@@ -791,24 +662,14 @@ def generate_experiment(
         if with_aggregates:
             tier_results[tier] = writer.write_tier(tier, sub_results)
     if with_aggregates:
-        cops = {t: r.cost_of_pass for t, r in tier_results.items() if r.cost_of_pass is not None}
-        frontier = min(cops, key=cops.get) if cops else None
-        _Writer.json(
-            exp / "result.json",
-            ExperimentResult(
-                config=config.to_json_dict(),
-                tier_results=tier_results,
-                best_overall_tier=frontier,
-                best_overall_subtest=tier_results[frontier].best_subtest if frontier else None,
-                frontier_cop=cops.get(frontier) if frontier else None,
-                frontier_cop_tier=frontier,
-                total_cost=sum(r.total_cost for r in tier_results.values()),
-                total_duration_seconds=sum(r.total_duration for r in tier_results.values()),
-                token_stats=TokenStats.sum(r.token_stats for r in tier_results.values()),
-                started_at=writer.now,
-                completed_at=writer.now,
-            ),
+        result = build_experiment(
+            config.to_json_dict(),
+            tier_results,
+            started_at=writer.now,
+            completed_at=writer.now,
+            total_duration_seconds=sum(r.total_duration for r in tier_results.values()),
         )
+        _Writer.json(exp / "result.json", result)
     checkpoint.save(exp / "checkpoint.json")
     return GeneratedExperiment(
         path=exp, truth=truth, variants=variants, task_commit=task_commit if with_base_repo else None
