@@ -29,6 +29,8 @@ NOT_INCLUDED = "judges not included"
 
 def completed_run_cost(layout: ExperimentLayout, entry: RunEntry) -> float | None:
     """The agent cost of one completed run, or None when no file records it."""
+    if entry.agent_cost_usd is not None and entry.agent_cost_usd >= 0:
+        return entry.agent_cost_usd  # read during classification already
     paths = layout.run_paths(entry.key)
     for path in (paths.run_result, paths.agent_result):
         try:

@@ -172,6 +172,9 @@ class RunEntry(BaseModel):
     failure_class: str | None = Field(
         default=None, description="The failure taxonomy class, for failed runs."
     )
+    agent_cost_usd: float | None = Field(
+        default=None, description="The agent's recorded cost (for the cost estimate; not in --json)."
+    )
 
     @property
     def key(self) -> RunKey:
@@ -194,6 +197,7 @@ def classify_chunk(experiment_dir: Path, labels: Sequence[str]) -> list[RunEntry
                 status=result.status,
                 reason=result.reason,
                 failure_class=result.failure.kind.value if result.failure else None,
+                agent_cost_usd=result.agent_cost_usd,
             )
         )
     return entries
@@ -241,7 +245,10 @@ class ScanReport(BaseModel):
             "total_expected": self.total_expected,
             "counts": self.counts,
             "skipped_by_filter": self.skipped_by_filter,
-            "runs": [e.model_dump(mode="json", exclude_none=True) for e in self.selected],
+            "runs": [
+                e.model_dump(mode="json", exclude_none=True, exclude={"agent_cost_usd"})
+                for e in self.selected
+            ],
         }
 
 

@@ -111,6 +111,8 @@ class Classification:
     status: RunStatus
     reason: str
     failure: Failure | None = None
+    agent_cost_usd: float | None = None
+    """``cost_usd`` of a readable ``agent/result.json`` (read anyway; saves the cost estimate a pass)."""
 
 
 @dataclass
@@ -303,7 +305,9 @@ RULES: list[Rule] = [
 def classify_facts(facts: RunFacts) -> Classification:
     for rule in RULES:
         if rule.when(facts):
-            return Classification(rule.status, rule.reason(facts), facts.failure)
+            cost = (facts.agent_result or {}).get("cost_usd")
+            cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+            return Classification(rule.status, rule.reason(facts), facts.failure, cost)
     raise AssertionError("the last rule always matches")  # pragma: no cover
 
 
