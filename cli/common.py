@@ -14,6 +14,8 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -133,3 +135,28 @@ def entry_point(app: typer.Typer, prog: str) -> Callable[[], None]:
         sys.exit(run_command(app, sys.argv[1:], prog))
 
     return main
+
+
+# The options both commands share, declared once.
+ExperimentDirArgument = Annotated[
+    Path, typer.Argument(help="The experiment directory (contains config/experiment.json).")
+]
+TierOption = Annotated[
+    list[str] | None, typer.Option("--tier", metavar="TIER", help="Only this tier, e.g. T0 (repeatable).")
+]
+SubtestOption = Annotated[
+    list[str] | None, typer.Option("--subtest", metavar="ID", help="Only this subtest, e.g. 00 (repeatable).")
+]
+RunsOption = Annotated[
+    str | None, typer.Option("--runs", metavar="N,N,...", help="Only these run numbers, e.g. 1,5,7.")
+]
+TiersDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tiers-dir",
+        metavar="DIR",
+        help="ProjectScylla tiers dir (its checkout, tests/, or tests/claude-code/shared).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+VerboseOption = Annotated[bool, typer.Option("-v", "--verbose", help="Show detailed logs.")]

@@ -20,7 +20,19 @@ from typing import Annotated
 
 import typer
 
-from cli.common import EXIT_OK, make_app, run_command, setup_logging
+from cli.common import (
+    EXIT_OK,
+    ExperimentDirArgument,
+    JsonOption,
+    RunsOption,
+    SubtestOption,
+    TierOption,
+    TiersDirOption,
+    VerboseOption,
+    make_app,
+    run_command,
+    setup_logging,
+)
 from cli.output import RULE, RerunCounts, rerun_block
 from experiment.regenerate import regenerate_in_process
 from experiment.scan import parse_runs
@@ -33,30 +45,16 @@ app = make_app(__doc__.split("\n")[0])
 
 @app.command()
 def regenerate_results(
-    experiment_dir: Annotated[
-        Path, typer.Argument(help="The experiment directory (contains config/experiment.json).")
-    ],
-    tier: Annotated[
-        list[str] | None, typer.Option("--tier", metavar="TIER", help="Only this tier, e.g. T0 (repeatable).")
-    ] = None,
-    subtest: Annotated[
-        list[str] | None,
-        typer.Option("--subtest", metavar="ID", help="Only this subtest, e.g. 00 (repeatable)."),
-    ] = None,
-    runs: Annotated[
-        str | None, typer.Option("--runs", metavar="N,N,...", help="Only these run numbers, e.g. 1,5,7.")
-    ] = None,
+    experiment_dir: ExperimentDirArgument,
+    tier: TierOption = None,
+    subtest: SubtestOption = None,
+    runs: RunsOption = None,
     skip_aggregates: Annotated[
         bool, typer.Option("--skip-aggregates", help="Do not rebuild subtest, tier and experiment results.")
     ] = False,
-    tiers_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--tiers-dir", help="ProjectScylla tiers dir (its checkout, tests/, or tests/claude-code/shared)."
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show detailed logs.")] = False,
+    tiers_dir: TiersDirOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> int:
     setup_logging(verbose)
     summary = regenerate_in_process(

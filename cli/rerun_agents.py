@@ -8,12 +8,22 @@ neither Prefect nor a server (``import prefect`` alone costs 0.85 s). A real rep
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cli.common import make_app, run_command, setup_logging
+from cli.common import (
+    ExperimentDirArgument,
+    JsonOption,
+    RunsOption,
+    SubtestOption,
+    TierOption,
+    TiersDirOption,
+    VerboseOption,
+    make_app,
+    run_command,
+    setup_logging,
+)
 from cli.output import (
     RerunCounts,
     classification_block,
@@ -30,9 +40,7 @@ app = make_app(__doc__.split("\n")[0])
 
 @app.command()
 def rerun_agents(
-    experiment_dir: Annotated[
-        Path, typer.Argument(help="The experiment directory (contains config/experiment.json).")
-    ],
+    experiment_dir: ExperimentDirArgument,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Classify and show what would be done; change nothing.")
     ] = False,
@@ -40,30 +48,19 @@ def rerun_agents(
         list[str] | None,
         typer.Option(
             "--status",
+            metavar="STATUS",
             help="Only act on runs with this status (repeatable): completed, results, failed, partial, missing.",
         ),
     ] = None,
-    tier: Annotated[
-        list[str] | None, typer.Option("--tier", metavar="TIER", help="Only this tier, e.g. T0 (repeatable).")
-    ] = None,
-    subtest: Annotated[
-        list[str] | None,
-        typer.Option("--subtest", metavar="ID", help="Only this subtest, e.g. 00 (repeatable)."),
-    ] = None,
-    runs: Annotated[
-        str | None, typer.Option("--runs", metavar="N,N,...", help="Only these run numbers, e.g. 1,5,7.")
-    ] = None,
+    tier: TierOption = None,
+    subtest: SubtestOption = None,
+    runs: RunsOption = None,
     skip_regenerate: Annotated[
         bool, typer.Option("--skip-regenerate", help="Do not rebuild subtest, tier and experiment results.")
     ] = False,
-    tiers_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--tiers-dir", help="ProjectScylla tiers dir (its checkout, tests/, or tests/claude-code/shared)."
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show detailed logs.")] = False,
+    tiers_dir: TiersDirOption = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
     max_concurrent: Annotated[
         int, typer.Option("--max-concurrent", min=1, help="Agents running at once.")
     ] = 4,
