@@ -37,7 +37,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiment.aggregate import build_experiment, build_tier, subtest_report, summarize_subtest, tier_report
+from experiment.aggregate import (
+    build_experiment,
+    build_tier,
+    run_report,
+    subtest_report,
+    summarize_subtest,
+    tier_report,
+)
 from experiment.jsonio import dumps
 from experiment.models import (
     AgentResult,
@@ -52,7 +59,6 @@ from experiment.models import (
     JudgeSummary,
     JudgeTiming,
     Judgment,
-    RunReport,
     RunResult,
     SubtestResult,
     TierResult,
@@ -514,16 +520,7 @@ class _Writer:
         )
         if with_run_result:
             self.json(rd / "run_result.json", run_result)
-        report = RunReport(
-            run_number=run,
-            score=consensus.score,
-            grade=consensus.grade,
-            passed=consensus.passed,
-            cost_usd=run_result.cost_usd,
-            duration_seconds=run_result.duration_seconds,
-            generated_at=self.now,
-        )
-        self.json(rd / "report.json", report)
+        self.json(rd / "report.json", run_report(run_result, self.now))
         self.text(
             rd / "report.md",
             f"# Run Report: {tier}/{subtest}/run_{run:02d}\n\n| Metric | Value |\n"
