@@ -136,10 +136,10 @@ def utilisation(accepted: list[float], rpm: int, window: float = WINDOW) -> dict
 
 
 def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
-    from experiment.generator import generate_experiment
+    from simulation.claude_log import fake_claude_bin
+    from simulation.generator import generate_experiment
+    from simulation.messages_server import MessagesServer, ServerBehavior
     from tasks import limits, retry
-    from tests.doubles.claude_log import fake_claude_bin
-    from tests.doubles.messages_server import MessagesServer, ServerBehavior
 
     os.environ["PATH"] = f"{fake_claude_bin()}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ["ANTHROPIC_API_KEY"] = "bench-key-not-a-secret"

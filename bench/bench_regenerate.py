@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from experiment.generator import generate_experiment
+    from simulation.generator import generate_experiment
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="bench-regenerate-"))
     cli = str(Path(sys.executable).parent / "regenerate-results")

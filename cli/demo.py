@@ -1,9 +1,9 @@
 """``scylla-demo``: a full repair of a generated experiment, with a SIMULATED agent and judges.
 
 No network and no API key: the agent is the project's fake ``claude`` executable
-(``tests/doubles/bin/claude``, which speaks Claude Code's ``--print --output-format json``
+(``simulation/bin/claude``, which speaks Claude Code's ``--print --output-format json``
 protocol) and the judges are answered by the project's local Anthropic-Messages-compatible
-server on 127.0.0.1 (``tests/doubles/messages_server.py``). Everything else is real: git
+server on 127.0.0.1 (``simulation/messages_server.py``). Everything else is real: git
 worktrees, the Prefect flow (on Prefect's temporary local API), the files written.
 
     scylla-demo [--dir demo-output] [--runs-per-subtest 3] [--seed 1]
@@ -43,15 +43,15 @@ def demo(
 ) -> int:
     sys.path.insert(0, str(REPO))
     from cli.rerun_agents import app as rerun_app
-    from experiment.generator import generate_experiment
-    from tests.doubles.claude_log import fake_claude_bin
-    from tests.doubles.messages_server import MessagesServer, ServerBehavior
+    from simulation.claude_log import fake_claude_bin
+    from simulation.generator import generate_experiment
+    from simulation.messages_server import MessagesServer, ServerBehavior
 
     directory = directory.resolve()  # the agent runs in its worktree: every path must be absolute
     if directory.exists():
         shutil.rmtree(directory)
     # The bundled tier definitions are trimmed (no skills/): composing without them is expected here.
-    logging.getLogger("tasks.workspace").setLevel(logging.ERROR)
+    logging.getLogger("operations.workspace").setLevel(logging.ERROR)
     experiment = generate_experiment(
         directory / "2026-01-20T06-13-07-demo",
         tiers=["T0", "T1", "T2"],

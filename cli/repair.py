@@ -61,7 +61,7 @@ def run_repair(
         agent_command=shlex.split(agent_command) if agent_command else None,
     )
     show_progress = sys.stdout.isatty() and not as_json
-    from tasks.agent import stop_agents
+    from operations.agent import stop_agents
 
     # Ctrl+C: stop the agents (their own sessions do not get the terminal's SIGINT), exit 130.
     with interruptible(stop_agents), terminal_progress(enabled=show_progress):

@@ -41,8 +41,8 @@ from experiment.nightly import (
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
 from flows.rerun_agents import rerun_agents
+from operations.summary import RepairSummary
 from tasks.artifacts import publish_markdown
-from tasks.summary import RepairSummary
 
 DEFAULT_STATUSES = [RunStatus.FAILED, RunStatus.PARTIAL, RunStatus.RESULTS]
 

@@ -28,16 +28,17 @@ from experiment.preflight import check_can_repair
 from experiment.scan import RunEntry, ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
 from flows.scan import scan_experiment
-from tasks.agent import AgentSettings
+from operations.agent import AgentSettings
+from operations.outcome import RunRepair
+from operations.settings import RepairSettings
+from operations.summary import RepairSummary
 from tasks.artifacts import ProgressArtifact, publish_markdown
 from tasks.checkpoint import settle_checkpoint_task
 from tasks.limits import ensure_limits, release_all
 from tasks.regenerate import rebuild_aggregates_task
-from tasks.repair import RunRepair, repair_run
+from tasks.repair import repair_run
 from tasks.retry import schedule_resume
-from tasks.settings import RepairSettings
 from tasks.steps import provider_limits
-from tasks.summary import RepairSummary
 
 WORKERS = int(os.environ.get("SCYLLA_REPAIR_WORKERS", "32"))
 """Runs in flight at once (threads); agents and judges are further limited by the budget."""

@@ -10,7 +10,7 @@ provider's budget together:
 ``scylla-judge-rate:<provider>``
     A rate limit (``slot_decay_per_second = rpm / window``, ``limit = rpm``): every judge request
     spends one slot; Prefect's token bucket of that size never refuses a stream of requests that
-    the in-process sliding window (``tasks/budget.py``) already admitted, so across flow runs it
+    the in-process sliding window (``operations/budget.py``) already admitted, so across flow runs it
     caps the total and within one it costs nothing but the call.
 
 The limits are created (or resized: upsert, last writer wins) on demand with the sizes from the
@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from experiment.errors import ExperimentError
-from tasks.budget import default_window_seconds
+from operations.budget import default_window_seconds
 
 logger = logging.getLogger(__name__)
 

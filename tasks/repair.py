@@ -8,36 +8,19 @@ worker thread per run in flight and a judge failure never re-runs its agent.
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
 from experiment.errors import ExperimentError
 from experiment.failures import AttemptFailed, FailureClass
 from experiment.status import RunStatus
-from tasks.budget import BudgetExhausted, QuotaPaused
-from tasks.settings import RepairSettings, budget_for, context_for
+from operations.budget import BudgetExhausted, QuotaPaused
+from operations.outcome import RunRepair
+from operations.settings import RepairSettings, budget_for, context_for
 from tasks.steps import agent_step, archive_step, finalize_step, judge_step, workspace_step
 
 logger = logging.getLogger(__name__)
-
-Outcome = Literal["succeeded", "failed", "regenerated", "deferred"]
-
-
-class RunRepair(BaseModel):
-    """What happened to one run during a repair."""
-
-    run: str = Field(description="Run label, e.g. T0/00/run_01.")
-    action: Literal["rerun", "regenerate"] = Field(description="Agent + judges, or results only.")
-    outcome: Outcome = Field(description="The result of the action.")
-    reason: str = Field(default="", description="Why it failed or was deferred (one line).")
-    failure_class: FailureClass | None = Field(default=None, description="Failure taxonomy class.")
-    cost_usd: float = Field(default=0.0, description="Agent cost of this repair's attempt(s).")
-    archived_to: str | None = Field(default=None, description="Where the old attempt went.")
-    resume_at: float | None = Field(default=None, description="Epoch seconds when a deferred run can resume.")
-    judges_valid: int | None = Field(default=None, description="Valid judges after the repair.")
 
 
 def _judge_missing_slots(settings: RepairSettings, label: str) -> int:

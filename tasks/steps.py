@@ -1,10 +1,10 @@
 """The Prefect tasks of one run's repair: archive, workspace, agent, judge slot, finalize.
 
-Each wraps a plain function (``tasks/archive.py``, ``tasks/workspace.py``, ``tasks/agent.py``,
-``tasks/judge.py``, ``experiment/regenerate.py``) with what Prefect adds:
+Each wraps a plain function (``operations/archive.py``, ``operations/workspace.py``, ``operations/agent.py``,
+``operations/judge.py``, ``experiment/regenerate.py``) with what Prefect adds:
 
 * retries for transient failures only (``tasks/retry.py``), honouring ``retry-after``;
-* the provider budget (``tasks/budget.py``) around every agent and judge call;
+* the provider budget (``operations/budget.py``) around every agent and judge call;
 * persisted results with cache keys made of the run, the attempt id recorded in the run dir and
   the repair id (``experiment/attempt.py``), stored inside the experiment under
   ``.prefect/results``: a repair resumed after a crash reuses every step that finished, and a
@@ -29,13 +29,13 @@ from experiment.layout import RunKey
 from experiment.locks import update_checkpoint
 from experiment.regenerate import RunRegeneration, apply_to_checkpoint, regenerate_run
 from experiment.status import RunStatus, classify_run
-from tasks.agent import AgentOutcome, run_agent
-from tasks.archive import archive_run
-from tasks.judge import JudgeSettings, JudgeSlotOutcome, ensure_judge_prompt, run_judge_slot
+from operations.agent import AgentOutcome, run_agent
+from operations.archive import archive_run
+from operations.judge import JudgeSettings, JudgeSlotOutcome, ensure_judge_prompt, run_judge_slot
+from operations.settings import RepairSettings, budget_for, context_for
+from operations.workspace import prepare_workspace
 from tasks.limits import ProviderLimits, agent_slot, judge_token
 from tasks.retry import BACKOFF, JITTER, RETRIES, retry_transient
-from tasks.settings import RepairSettings, budget_for, context_for
-from tasks.workspace import prepare_workspace
 
 logger = logging.getLogger(__name__)
 

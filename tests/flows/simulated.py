@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.doubles.claude_log import count_starts, fake_claude_bin, read_invocations
-from tests.doubles.messages_server import MessagesServer, ServerBehavior
+from simulation.claude_log import count_starts, fake_claude_bin, read_invocations
+from simulation.messages_server import MessagesServer, ServerBehavior
 
 TIERS = Path(__file__).parents[1] / "fixtures" / "scylla-tiers"
 

@@ -7,7 +7,7 @@ import shutil
 
 from cli.common import run_command
 from cli.rerun_agents import app
-from experiment.generator import generate_experiment
+from simulation.generator import generate_experiment
 from tests.flows.simulated import TIERS, simulated_provider
 
 

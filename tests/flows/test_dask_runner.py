@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect_dask import DaskTaskRunner
 
-from experiment.generator import generate_experiment
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from flows.rerun_agents import rerun_agents
+from simulation.generator import generate_experiment
 from tests.flows.simulated import TIERS, simulated_provider
 
 

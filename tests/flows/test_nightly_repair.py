@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiment.generator import generate_experiment
 from experiment.nightly import find_experiments
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from flows.nightly_repair import nightly_repair
 from flows.rerun_agents import rerun_agents
+from simulation.generator import generate_experiment
 from tasks.artifacts import artifact_key
 from tests.flows.simulated import TIERS, simulated_provider
 

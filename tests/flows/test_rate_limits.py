@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from experiment.generator import generate_experiment
 from experiment.layout import RunKey
 from experiment.scan import load_context
 from experiment.status import RunStatus
+from simulation.claude_log import count_starts, fake_claude_bin, write_script
+from simulation.generator import generate_experiment
+from simulation.messages_server import MessagesServer, ServerBehavior
 from tasks import retry
-from tests.doubles.claude_log import count_starts, fake_claude_bin, write_script
-from tests.doubles.messages_server import MessagesServer, ServerBehavior
 
 TIERS = Path(__file__).resolve().parents[1] / "fixtures" / "scylla-tiers"
 WINDOW = 5.0

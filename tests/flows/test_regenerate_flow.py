@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiment.generator import generate_experiment
 from experiment.regenerate import RegenerateSummary
 from flows.regenerate import regenerate_results
+from simulation.generator import generate_experiment
 from tasks.artifacts import artifact_key
 
 

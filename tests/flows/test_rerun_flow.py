@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from experiment.errors import RepairBlocked
-from experiment.generator import generate_experiment
 from experiment.models import Checkpoint
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
 from flows.rerun_agents import rerun_agents
+from simulation.generator import generate_experiment
 from tests.flows.simulated import TIERS, simulated_provider
 
 EVERY_STATUS = {"completed": 0.4, "results": 0.2, "failed": 0.2, "partial": 0.1, "missing": 0.1}

@@ -10,10 +10,10 @@ import pytest
 
 import flows.rerun_agents as rerun_flow
 from experiment.attempt import current_repair_id
-from experiment.generator import generate_experiment
 from experiment.layout import ExperimentLayout
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from flows.rerun_agents import rerun_agents
+from simulation.generator import generate_experiment
 from tests.flows.simulated import TIERS, simulated_provider
 
 

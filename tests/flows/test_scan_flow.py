@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiment.generator import generate_experiment
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
 from flows.scan import scan_experiment
+from simulation.generator import generate_experiment
 from tasks.artifacts import artifact_key
 
 

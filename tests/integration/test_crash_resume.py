@@ -34,9 +34,9 @@ from pathlib import Path
 
 import pytest
 
-from experiment.generator import generate_experiment
-from tests.doubles.claude_log import fake_claude_bin, runs
-from tests.doubles.messages_server import MessagesServer, ServerBehavior
+from simulation.claude_log import fake_claude_bin, runs
+from simulation.generator import generate_experiment
+from simulation.messages_server import MessagesServer, ServerBehavior
 
 REPO = Path(__file__).resolve().parents[2]
 TIERS = REPO / "tests" / "fixtures" / "scylla-tiers"
@@ -131,7 +131,7 @@ class Repairs:
         self.assert_no_agent_left()
 
     def assert_no_agent_left(self) -> None:
-        """No agent outlives its repair (PR_SET_PDEATHSIG / stop_agents in tasks/agent.py)."""
+        """No agent outlives its repair (PR_SET_PDEATHSIG / stop_agents in operations/agent.py)."""
         deadline = time.monotonic() + 5
         alive = [r["pid"] for r in runs(self.log) if r["exit_code"] is None and _running(r["pid"])]
         while alive and time.monotonic() < deadline:

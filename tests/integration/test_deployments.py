@@ -23,11 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from experiment.generator import generate_experiment
 from experiment.scan import ScanFilters, load_context, scan_in_process
+from simulation.claude_log import count_starts, fake_claude_bin
+from simulation.generator import generate_experiment
+from simulation.messages_server import MessagesServer, ServerBehavior
 from tasks.artifacts import artifact_key
-from tests.doubles.claude_log import count_starts, fake_claude_bin
-from tests.doubles.messages_server import MessagesServer, ServerBehavior
 
 pytestmark = pytest.mark.integration
 

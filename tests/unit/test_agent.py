@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from experiment.failures import AttemptFailed, FailureClass
-from experiment.generator import generate_experiment
 from experiment.layout import RunKey
 from experiment.models import ExperimentConfig
 from experiment.scan import load_context
-from tasks.agent import AgentSettings, build_command, run_agent
-from tasks.archive import archive_run
-from tasks.workspace import WorkspaceInfo, prepare_workspace
-from tests.doubles.claude_log import fake_claude_path
+from operations.agent import AgentSettings, build_command, run_agent
+from operations.archive import archive_run
+from operations.workspace import WorkspaceInfo, prepare_workspace
+from simulation.claude_log import fake_claude_path
+from simulation.generator import generate_experiment
 
 TIERS = Path(__file__).resolve().parents[1] / "fixtures" / "scylla-tiers"
 KEY = RunKey("T1", "01", 1)

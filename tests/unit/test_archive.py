@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from experiment.generator import generate_experiment
 from experiment.layout import ExperimentLayout, RunKey
-from tasks.archive import archive_run
+from operations.archive import archive_run
+from simulation.generator import generate_experiment
 
 KEY = RunKey("T0", "00", 1)
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tasks.budget import BudgetExhausted, ProviderBudget, QuotaPaused, default_window_seconds
+from operations.budget import BudgetExhausted, ProviderBudget, QuotaPaused, default_window_seconds
 
 
 class FakeClock:

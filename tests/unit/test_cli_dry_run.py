@@ -106,7 +106,7 @@ def test_tier_filter_restricts_scope_without_counting_skips(mutated: Path, capsy
 
 
 def test_runs_filter_counts_skipped(tmp_path: Path, capsys):
-    from experiment.generator import generate_experiment
+    from simulation.generator import generate_experiment
 
     exp = generate_experiment(
         tmp_path / "gen", tiers=["T0"], subtests_per_tier=1, runs_per_subtest=5, seed=3
@@ -118,7 +118,7 @@ def test_runs_filter_counts_skipped(tmp_path: Path, capsys):
 
 
 def test_at_most_ten_per_group(tmp_path: Path, capsys):
-    from experiment.generator import generate_experiment
+    from simulation.generator import generate_experiment
 
     exp = generate_experiment(
         tmp_path / "gen", tiers=["T0"], subtests_per_tier=3, runs_per_subtest=5, mix={"missing": 1.0}, seed=1

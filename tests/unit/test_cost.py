@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from experiment.cost import estimate_repair_cost
-from experiment.generator import generate_experiment
 from experiment.guardrails import CircuitBreaker, RerunGate, failure_signature
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
+from simulation.generator import generate_experiment
 
 TIERS = Path(__file__).parents[1] / "fixtures" / "scylla-tiers"
 

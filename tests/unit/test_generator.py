@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from experiment import jsonio
-from experiment.generator import STATUSES, generate_experiment, main
 from experiment.models import (
     AgentResult,
     AgentTiming,
@@ -28,6 +27,7 @@ from experiment.models import (
     TierReport,
     TierResult,
 )
+from simulation.generator import STATUSES, generate_experiment, main
 
 MIX = {"completed": 0.5, "results": 0.2, "failed": 0.15, "partial": 0.1, "missing": 0.05}
 

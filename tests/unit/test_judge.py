@@ -13,12 +13,11 @@ from pydantic import SecretStr
 
 from experiment.errors import RepairBlocked
 from experiment.failures import AttemptFailed, FailureClass
-from experiment.generator import generate_experiment
 from experiment.layout import RunKey
 from experiment.scan import ExperimentContext, load_context
-from tasks.agent import AgentSettings, run_agent
-from tasks.archive import archive_run
-from tasks.judge import (
+from operations.agent import AgentSettings, run_agent
+from operations.archive import archive_run
+from operations.judge import (
     CLOSING_LINE,
     JudgeAuthError,
     JudgeConfigError,
@@ -29,9 +28,10 @@ from tasks.judge import (
     parse_judgment,
     run_judge_slot,
 )
-from tasks.workspace import WorkspaceInfo, prepare_workspace
-from tests.doubles.claude_log import fake_claude_path
-from tests.doubles.messages_server import MessagesServer, ServerBehavior
+from operations.workspace import WorkspaceInfo, prepare_workspace
+from simulation.claude_log import fake_claude_path
+from simulation.generator import generate_experiment
+from simulation.messages_server import MessagesServer, ServerBehavior
 
 TIERS = Path(__file__).resolve().parents[1] / "fixtures" / "scylla-tiers"
 KEY = RunKey("T1", "01", 1)

@@ -13,11 +13,11 @@ import pytest
 
 from experiment.attempt import current_repair_id, finish_repair
 from experiment.errors import RepairBlocked
-from experiment.generator import generate_experiment
 from experiment.jsonio import load_model
 from experiment.layout import ExperimentLayout
 from experiment.locks import RepairLock, update_checkpoint
 from experiment.models import Checkpoint, ExperimentConfig
+from simulation.generator import generate_experiment
 
 CTX = multiprocessing.get_context("fork")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from experiment.generator import generate_experiment
 from experiment.scan import ScanFilters, load_context, scan_in_process
+from simulation.generator import generate_experiment
 
 MIX = {"completed": 0.4, "results": 0.2, "failed": 0.2, "partial": 0.1, "missing": 0.1}
 

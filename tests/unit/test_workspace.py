@@ -10,11 +10,11 @@ import pytest
 
 from experiment.errors import RepairBlocked
 from experiment.failures import AttemptFailed, FailureClass
-from experiment.generator import generate_experiment
 from experiment.layout import RunKey
 from experiment.scan import ExperimentContext, load_context
-from tasks.archive import archive_run
-from tasks.workspace import CONFIG_COMMIT_MESSAGE, prepare_workspace, remove_worktree
+from operations.archive import archive_run
+from operations.workspace import CONFIG_COMMIT_MESSAGE, prepare_workspace, remove_worktree
+from simulation.generator import generate_experiment
 
 TIERS = Path(__file__).resolve().parents[1] / "fixtures" / "scylla-tiers"
 T1 = RunKey("T1", "01", 1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.doubles.claude_log import (
+from simulation.claude_log import (
     count_starts,
     fake_claude_bin,
     fake_claude_env,
@@ -25,10 +25,10 @@ from tests.doubles.claude_log import (
     runs,
     write_script,
 )
-from tests.doubles.messages_server import MessagesServer, ServerBehavior
+from simulation.messages_server import MessagesServer, ServerBehavior
 
 MODEL = "claude-sonnet-4-5-20250929"
-SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "doubles" / "messages_server.py"
+SERVER_SCRIPT = Path(__file__).resolve().parents[2] / "simulation" / "messages_server.py"
 RESULT_KEYS = {
     "type",
     "subtype",

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from experiment.layout import ExperimentLayout, RunKey
-from tasks.workspace import git
+from operations.workspace import git
 
 __all__ = ["archive_run"]
 

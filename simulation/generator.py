@@ -20,7 +20,7 @@ Every JSON file is built with the models of ``experiment.models`` and serialised
 into a fresh directory and speed matters. Measured: 10,000 runs (5 tiers x 20 subtests x 100 runs, 335,668 files) in 19.4 s on the
 development container (overlay fs); 100 runs (3,416 files) in 0.2 s.
 
-CLI: ``python -m experiment.generator DEST --tiers T0 T1 --subtests 5 --runs 10
+CLI: ``python -m simulation.generator DEST --tiers T0 T1 --subtests 5 --runs 10
 --mix completed=0.8,failed=0.1,results=0.1 --seed 1``.
 """
 
@@ -685,9 +685,9 @@ def _parse_mix(text: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m experiment.generator DEST ...``: generate and print a one-line summary."""
+    """``python -m simulation.generator DEST ...``: generate and print a one-line summary."""
     parser = argparse.ArgumentParser(
-        prog="python -m experiment.generator", description=__doc__.splitlines()[0]
+        prog="python -m simulation.generator", description=__doc__.splitlines()[0]
     )
     parser.add_argument("dest", type=Path)
     parser.add_argument("--tiers", nargs="+", default=["T0", "T1"])

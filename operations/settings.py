@@ -15,8 +15,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from experiment.scan import ExperimentContext, load_context
-from tasks.agent import AgentSettings
-from tasks.budget import ProviderBudget
+from operations.agent import AgentSettings
+from operations.budget import ProviderBudget
 
 
 class RepairSettings(BaseModel):

@@ -25,7 +25,7 @@ Programmatic::
 
 CLI::
 
-    python tests/doubles/messages_server.py --port 0 --port-file /tmp/port --rpm 120
+    python simulation/messages_server.py --port 0 --port-file /tmp/port --rpm 120
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ from experiment.models import (
     TokenStats,
     utc_now_iso,
 )
-from tasks.workspace import git
+from operations.workspace import git
 
 __all__ = [
     "AGENT_COMMIT_MESSAGE",

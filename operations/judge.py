@@ -54,7 +54,7 @@ from experiment.failures import AttemptFailed, Failure, FailureClass, parse_retr
 from experiment.jsonio import atomic_write_json, atomic_write_text
 from experiment.models import JudgeTiming, Judgment, grade_for_score, utc_now_iso
 from experiment.scan import ExperimentContext
-from tasks.workspace import CONFIG_COMMIT_MESSAGE, git, resolve_task_prompt
+from operations.workspace import CONFIG_COMMIT_MESSAGE, git, resolve_task_prompt
 
 __all__ = [
     "CLOSING_LINE",
@@ -756,7 +756,7 @@ def _write_slot_common(directory: Path, slot: int, model: str, settings: JudgeSe
         "set -euo pipefail\n\n"
         'JUDGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"\n'
         ': "${ANTHROPIC_API_KEY:?export ANTHROPIC_API_KEY first}"\n\n'
-        f"python -m tasks.judge --model {shlex.quote(model)} "
+        f"python -m operations.judge --model {shlex.quote(model)} "
         '--prompt "$JUDGE_DIR/../../judge_prompt.md" > "$JUDGE_DIR/replay_response.txt"\n\n'
         'echo "Judge response saved to $JUDGE_DIR/replay_response.txt"\n',
     )
@@ -896,11 +896,13 @@ def _invalid(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tasks.judge --model M --prompt FILE``: one judge call, the answer on stdout
+    """``python -m operations.judge --model M --prompt FILE``: one judge call, the answer on stdout
     (what a slot's ``replay.sh`` runs)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m tasks.judge", description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m operations.judge", description=main.__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", required=True)
     parser.add_argument("--prompt", required=True, type=Path)
     args = parser.parse_args(argv)

@@ -3,7 +3,7 @@
 This is step 4-7 of the original ``rerun_single_run`` (spec §3.3), done once per attempt:
 
 1. create ``run_NN/`` (it must not exist: the caller archives any previous attempt first with
-   :func:`tasks.archive.archive_run`; we never mutate a run dir we did not create, spec §8.1);
+   :func:`operations.archive.archive_run`; we never mutate a run dir we did not create, spec §8.1);
 2. ``git worktree prune``, ``git branch -D <branch>``, ``git worktree add -b <branch> <ws>
    <task_commit>`` exactly as the original, logged to ``run_NN/cmd_0000_*.log`` and replayable
    from ``run_NN/worktree_create.sh``. An "already exists" failure is cleaned up and retried once;

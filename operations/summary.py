@@ -8,7 +8,7 @@ from collections import Counter
 from pydantic import BaseModel, Field
 
 from experiment.scan import ScanReport
-from tasks.repair import RunRepair
+from operations.outcome import RunRepair
 
 
 class RepairSummary(BaseModel):
