@@ -1,7 +1,7 @@
 """The Prefect tasks of one run's repair: archive, workspace, agent, judge slot, finalize.
 
-Each wraps a plain function (``operations/archive.py``, ``operations/workspace.py``, ``operations/agent.py``,
-``operations/judge.py``, ``experiment/regenerate.py``) with what Prefect adds:
+Each wraps a plain function (``operations/archive.py``, ``operations/workspace.py``, ``operations/agent/``,
+``operations/judge/``, ``experiment/regenerate.py``) with what Prefect adds:
 
 * retries for transient failures only (``tasks/retry.py``), honouring ``retry-after``;
 * the provider budget (``operations/budget.py``) around every agent and judge call;

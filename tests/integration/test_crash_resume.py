@@ -131,7 +131,7 @@ class Repairs:
         self.assert_no_agent_left()
 
     def assert_no_agent_left(self) -> None:
-        """No agent outlives its repair (PR_SET_PDEATHSIG / stop_agents in operations/agent.py)."""
+        """No agent outlives its repair (PR_SET_PDEATHSIG / stop_agents in operations/agent/process.py)."""
         deadline = time.monotonic() + 5
         alive = [r["pid"] for r in runs(self.log) if r["exit_code"] is None and _running(r["pid"])]
         while alive and time.monotonic() < deadline:

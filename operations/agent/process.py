@@ -1,0 +1,163 @@
+"""Running the agent process: its own process group, a timeout that kills the whole group, and
+the guards that keep an agent from outliving the repair.
+
+The agent runs with ``cwd`` = the workspace, stdin from ``/dev/null`` and its own process group,
+so a timeout can kill everything it started: SIGTERM to the group, a grace period, SIGKILL (spec
+§3.4). Leftover background processes are killed when the agent exits as well.
+
+The agent runs in its own session, which also means a Ctrl+C in the terminal or a SIGKILL of the
+repair does not reach it: it would go on running, and paying, while the resumed repair starts the
+run again. Two guards:
+
+* Linux ``PR_SET_PDEATHSIG``: the kernel sends SIGKILL to the agent when the thread that started
+  it dies (the repair process killed by SIGKILL, OOM, a worker shutdown);
+* :func:`stop_agents` (called on Ctrl+C by the CLI): SIGTERM, then SIGKILL, to every agent process
+  group still running, and no new agent starts in this process afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from operations.agent.command import AgentSettings
+
+__all__ = ["AgentInterrupted", "ProcessRun", "execute", "stop_agents", "stopping"]
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class AgentInterrupted(Exception):
+    """The agent was stopped by :func:`stop_agents` (Ctrl+C): no outcome, nothing to persist."""
+
+
+_LIVE_GROUPS: set[int] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPED = threading.Event()
+
+
+def _die_with_parent_fn() -> Callable[[], None] | None:
+    """A ``preexec_fn`` setting PR_SET_PDEATHSIG=SIGKILL (None where prctl is unavailable)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:  # runs in the child between fork and exec: no locks, no imports
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def stop_agents(grace_seconds: float = 3.0) -> int:
+    """Stop every running agent of this process (SIGTERM, ``grace_seconds``, SIGKILL) and refuse
+    to start new ones; returns how many process groups were signalled. For Ctrl+C."""
+    _STOPPED.set()
+    with _LIVE_LOCK:
+        groups = list(_LIVE_GROUPS)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while groups and time.monotonic() < deadline:
+        with _LIVE_LOCK:
+            groups = [g for g in groups if g in _LIVE_GROUPS]
+        time.sleep(0.05)
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGKILL)
+    return len(groups)
+
+
+def stopping() -> bool:
+    """True once :func:`stop_agents` was called: an agent that ended since was stopped by us."""
+    return _STOPPED.is_set()
+
+
+def _decode(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "replace")
+
+
+class ProcessRun:
+    """What happened to the process."""
+
+    def __init__(self) -> None:
+        self.exit_code = -1
+        self.stdout = ""
+        self.stderr = ""
+        self.timed_out = False
+        self.spawn_error: str | None = None
+
+
+def execute(argv: list[str], cwd: Path, env: dict[str, str], settings: AgentSettings) -> ProcessRun:
+    """Run ``argv`` once within ``settings.timeout_seconds``; never raises for the agent's sake
+    (a spawn error is recorded in the result, as is a timeout)."""
+    run = ProcessRun()
+    if _STOPPED.is_set():
+        run.spawn_error = "The repair is stopping (interrupted); the agent was not started"
+        run.stderr = run.spawn_error + "\n"
+        return run
+    try:
+        with _LIVE_LOCK:  # registered before a concurrent stop_agents() can miss it
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_die_with_parent_fn(),
+            )
+            _LIVE_GROUPS.add(proc.pid)
+    except OSError as exc:
+        run.spawn_error = f"Failed to start agent {argv[0]!r}: {exc.strerror or exc}"
+        run.stderr = run.spawn_error + "\n"
+        return run
+    try:
+        try:
+            out, err = proc.communicate(timeout=settings.timeout_seconds)
+            run.exit_code = proc.returncode
+        except subprocess.TimeoutExpired:
+            run.timed_out = True
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                out, err = proc.communicate(timeout=settings.kill_grace_seconds)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                try:
+                    out, err = proc.communicate(timeout=settings.kill_grace_seconds)
+                except subprocess.TimeoutExpired:  # a process outside the group holds the pipes
+                    proc.kill()
+                    out, err = b"", b""
+            run.exit_code = -1
+    finally:
+        _signal_group(proc.pid, signal.SIGKILL)  # nothing the agent started outlives it
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with _LIVE_LOCK:
+            _LIVE_GROUPS.discard(proc.pid)
+    run.stdout, run.stderr = _decode(out), _decode(err)
+    if run.timed_out:
+        run.stderr += (
+            f"\nAgent timed out after {settings.timeout_seconds:g}s; "
+            "its process group was sent SIGTERM, then SIGKILL\n"
+        )
+    return run
