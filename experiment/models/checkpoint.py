@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from experiment.errors import FormatError
-from experiment.jsonio import atomic_write_json, read_json
+from experiment.jsonio import atomic_write_json, read_json, validate_model
 from experiment.models.base import ScyllaModel, utc_now_iso
 from experiment.models.config import ExperimentConfig
 
@@ -171,12 +171,7 @@ class Checkpoint(_CheckpointFields):
                 path,
                 "move it aside; the repair creates a fresh checkpoint",
             )
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "<root>"
-            raise FormatError(f"Invalid Checkpoint ({where}: {first.get('msg')})", path) from None
+        return validate_model(data, cls, path)
 
     @classmethod
     def fresh(cls, config: ExperimentConfig, experiment_dir: Path | str) -> Checkpoint:
