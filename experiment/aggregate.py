@@ -70,6 +70,11 @@ def _grade(run: RunResult) -> str:
     return run.judge_grade or grade_for_score(_score(run))
 
 
+def _child_report(child: str | None) -> str:
+    """Relative link from a report to a child's ``report.json`` (``""`` when there is no child)."""
+    return f"./{child}/report.json" if child else ""
+
+
 # --------------------------------------------------------------------------------------------------
 # Subtests
 # --------------------------------------------------------------------------------------------------
@@ -138,7 +143,7 @@ def subtest_report(result: SubtestResult, generated_at: str) -> SubtestReport:
                 run_number=r.run_number,
                 score=r.judge_score,
                 passed=r.judge_passed,
-                report=f"./run_{r.run_number:02d}/report.json",
+                report=_child_report(f"run_{r.run_number:02d}"),
             )
             for r in result.runs
         ],
@@ -295,9 +300,7 @@ def tier_report(tier: TierResult, generated_at: str) -> TierReport:
             tiebreaker_needed=tier.tiebreaker_needed,
         ),
         token_stats=tier.token_stats,
-        best=TierReportBest(
-            subtest=best, score=tier.best_subtest_score, report=f"./{best}/report.json" if best else ""
-        ),
+        best=TierReportBest(subtest=best, score=tier.best_subtest_score, report=_child_report(best)),
         children=[
             TierReportChild(
                 id=sid,
@@ -305,7 +308,7 @@ def tier_report(tier: TierResult, generated_at: str) -> TierReport:
                 pass_rate=sub.pass_rate,
                 cost=sub.total_cost,
                 selected=sub.selected_as_best,
-                report=f"./{sid}/report.json",
+                report=_child_report(sid),
             )
             for sid, sub in tier.subtest_results.items()
         ],
@@ -377,7 +380,7 @@ def experiment_report(result: ExperimentResult, experiment_id: str, generated_at
         best=ExperimentReportBest(
             tier=result.best_overall_tier,
             subtest=result.best_overall_subtest,
-            report=f"./{result.best_overall_tier}/report.json" if result.best_overall_tier else "",
+            report=_child_report(result.best_overall_tier),
         ),
         children=[
             ExperimentReportChild(
@@ -385,7 +388,7 @@ def experiment_report(result: ExperimentResult, experiment_id: str, generated_at
                 best_subtest=t.best_subtest,
                 best_score=t.best_subtest_score,
                 cost=t.total_cost,
-                report=f"./{tid}/report.json",
+                report=_child_report(tid),
             )
             for tid, t in result.tier_results.items()
         ],

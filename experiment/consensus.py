@@ -76,21 +76,25 @@ def consensus(slots: Sequence[SlotJudgment], total_judges: int | None = None) ->
     ``total_judges`` slots is valid.
     """
     total = len(slots) if total_judges is None else total_judges
-    valid = sorted((s for s in slots if s.valid), key=lambda s: s.slot)
+    # (judgment, score) of the valid slots in slot order; ``valid`` implies both are present.
+    valid = [
+        (s.judgment, float(s.judgment.score))
+        for s in sorted(slots, key=lambda s: s.slot)
+        if s.valid and s.judgment is not None and s.judgment.score is not None
+    ]
     if not valid:
         return None
-    scores = [float(s.judgment.score) for s in valid]  # type: ignore[union-attr,arg-type]
-    mean = sum(scores) / len(scores)
-    votes = sum(1 for s in valid if s.judgment.passed is True)  # type: ignore[union-attr]
+    mean = sum(score for _, score in valid) / len(valid)
+    votes = sum(1 for judgment, _ in valid if judgment.passed is True)
     # min() keeps the first of equal distances, i.e. the first slot in slot order.
-    closest = min(valid, key=lambda s: abs(float(s.judgment.score) - mean))  # type: ignore[union-attr,arg-type]
+    closest, _ = min(valid, key=lambda pair: abs(pair[1] - mean))
     return JudgeConsensus(
         score=mean,
         passed=votes * 2 > len(valid),
         grade=grade_for_score(mean),
-        reasoning=closest.judgment.reasoning,  # type: ignore[union-attr]
+        reasoning=closest.reasoning,
         is_valid=len(valid) == total,
-        criteria_scores=closest.judgment.criteria_scores,  # type: ignore[union-attr]
+        criteria_scores=closest.criteria_scores,
         valid_judges=len(valid),
         total_judges=total,
     )

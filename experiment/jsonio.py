@@ -66,7 +66,11 @@ def read_json(path: Path) -> Any:
 
 def load_model(path: Path, model: type[M]) -> M:
     """Read ``path`` and validate it as ``model``; errors name the file and the first bad field."""
-    data = read_json(path)
+    return validate_model(read_json(path), model, path)
+
+
+def validate_model(data: Any, model: type[M], path: Path) -> M:
+    """Validate ``data``, read from ``path``, as ``model``; a failure is a one-line ``FormatError``."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -13,7 +13,7 @@ original:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from experiment.models import ExperimentResult, RunResult, SubtestResult, TierResult, TokenStats
@@ -51,6 +51,27 @@ def _token_table(tokens: TokenStats) -> list[str]:
 def _token_totals(tokens: TokenStats) -> list[str]:
     """The aggregate reports' token totals."""
     return ["| Metric | Value |", "|--------|-------|", *_token_rows(tokens)]
+
+
+def _token_cells(tokens: TokenStats) -> str:
+    """The In, Out, Cache R and Cache W cells that the run, subtest and tier tables all end with."""
+    return (
+        f"{_n(tokens.input_tokens)} | {_n(tokens.output_tokens)} | {_n(tokens.cache_read_tokens)} | "
+        f"{_n(tokens.cache_creation_tokens)}"
+    )
+
+
+def _summary_row(lead: str, sub: SubtestResult, link: str) -> str:
+    """One subtest in a ``summary.md`` table (the tier's and the experiment's differ only in ``lead``)."""
+    return (
+        f"| {lead} | {sub.median_score:.2f} | {sub.pass_rate:.1%} | {_money(sub.mean_cost)} | "
+        f"[View](./{link}/report.md) |"
+    )
+
+
+def _report_links(ids: Iterable[str]) -> list[str]:
+    """The bullet list of child reports closing the tier and experiment reports."""
+    return [f"- [{child}](./{child}/report.md)" for child in ids]
 
 
 def _text(lines: Sequence[str]) -> str:
@@ -199,13 +220,11 @@ def render_subtest_report(result: SubtestResult, generated_at: str) -> str:
         "|-----|-------|-------|------|----------|------|-----|-----|---------|---------|",
     ]
     for run in result.runs:
-        t = run.token_stats
         star = "★" if run.run_number == best else ""
         lines.append(
             f"| {run.run_number:02d}{star} | {_score(run.judge_score, 2)} | {run.judge_grade or 'N/A'} | "
             f"{'✓' if run.judge_passed else '✗'} | {run.duration_seconds:.2f}s | {_money(run.cost_usd)} | "
-            f"{_n(t.input_tokens)} | {_n(t.output_tokens)} | {_n(t.cache_read_tokens)} | "
-            f"{_n(t.cache_creation_tokens)} |"
+            f"{_token_cells(run.token_stats)} |"
         )
     lines += [
         "",
@@ -263,11 +282,9 @@ def render_tier_report(tier: TierResult, generated_at: str) -> str:
         "|---------|-------|------|----------|------|-----|-----|---------|---------|------|",
     ]
     for sid, sub in tier.subtest_results.items():
-        t = sub.token_stats
         lines.append(
             f"| {sid} | {sub.median_score:.2f} | {sub.pass_rate:.0%} | {subtest_duration(sub):.2f}s | "
-            f"{_money(sub.total_cost, 2)} | {_n(t.input_tokens)} | {_n(t.output_tokens)} | "
-            f"{_n(t.cache_read_tokens)} | {_n(t.cache_creation_tokens)} | {'★' if sub.selected_as_best else ''} |"
+            f"{_money(sub.total_cost, 2)} | {_token_cells(sub.token_stats)} | {'★' if sub.selected_as_best else ''} |"
         )
     lines += [
         "",
@@ -277,7 +294,7 @@ def render_tier_report(tier: TierResult, generated_at: str) -> str:
         "",
         "## Subtest Reports",
         "",
-        *[f"- [{sid}](./{sid}/report.md)" for sid in tier.subtest_results],
+        *_report_links(tier.subtest_results),
         "",
         "---",
         FOOTER,
@@ -292,11 +309,7 @@ def render_tier_summary(tier: TierResult) -> str:
         "",
         "| Subtest | Best Score | Pass Rate | Avg Cost | Report |",
         "|---------|------------|-----------|----------|--------|",
-        *[
-            f"| {sid} | {sub.median_score:.2f} | {sub.pass_rate:.1%} | {_money(sub.mean_cost)} | "
-            f"[View](./{sid}/report.md) |"
-            for sid, sub in tier.subtest_results.items()
-        ],
+        *[_summary_row(sid, sub, sid) for sid, sub in tier.subtest_results.items()],
         "",
         FOOTER,
     ]
@@ -334,11 +347,9 @@ def render_experiment_report(
     ordered = sorted(tiers)
     for tid in ordered:
         tier = tiers[tid]
-        t = tier.token_stats
         lines.append(
             f"| {tid} | {len(tier.subtest_results)} | {tier.total_duration:.1f}s | {_money(tier.total_cost, 2)} | "
-            f"{_n(t.input_tokens)} | {_n(t.output_tokens)} | {_n(t.cache_read_tokens)} | "
-            f"{_n(t.cache_creation_tokens)} | {_money(tier.cost_of_pass, 2)} |"
+            f"{_token_cells(tier.token_stats)} | {_money(tier.cost_of_pass, 2)} |"
         )
     lines += [
         "",
@@ -373,7 +384,7 @@ def render_experiment_report(
         "",
         "## Tier Reports",
         "",
-        *[f"- [{tid}](./{tid}/report.md)" for tid in ordered],
+        *_report_links(ordered),
         "",
         "## Files",
         "",
@@ -400,9 +411,6 @@ def render_experiment_summary(result: ExperimentResult) -> str:
     ]
     for tid in sorted(result.tier_results):
         for sid, sub in result.tier_results[tid].subtest_results.items():
-            lines.append(
-                f"| {tid} | {sid} | {sub.median_score:.2f} | {sub.pass_rate:.1%} | {_money(sub.mean_cost)} | "
-                f"[View](./{tid}/{sid}/report.md) |"
-            )
+            lines.append(_summary_row(f"{tid} | {sid}", sub, f"{tid}/{sid}"))
     lines += ["", FOOTER]
     return _text(lines)

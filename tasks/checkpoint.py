@@ -19,11 +19,12 @@ from prefect.cache_policies import NO_CACHE
 
 from experiment.layout import RunKey
 from experiment.locks import update_checkpoint
+from experiment.models import RunOutcome
 from experiment.regenerate import apply_to_checkpoint
 from experiment.scan import load_context
 
 
-def _outcome_on_disk(run_result: Path) -> str | None:
+def _outcome_on_disk(run_result: Path) -> RunOutcome | None:
     """passed/failed from a run's ``run_result.json`` (None: unreadable, leave the entry alone)."""
     try:
         passed = json.loads(run_result.read_text(encoding="utf-8")).get("judge_passed")

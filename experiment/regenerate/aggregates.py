@@ -1,0 +1,196 @@
+"""The aggregate rebuild: subtest, tier and experiment files recomputed from the run results.
+
+Statistics come from :mod:`experiment.aggregate`, markdown from :mod:`experiment.reports`, the
+wall-clock fields from :mod:`experiment.regenerate.clock`; every file goes through one
+:class:`~experiment.regenerate.files.Writer`, so it is backed up and written only on change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from experiment import aggregate, reports
+from experiment.errors import FormatError
+from experiment.jsonio import load_model, read_json
+from experiment.layout import ExperimentLayout, RunKey
+from experiment.models import (
+    BestSubtest,
+    ExperimentConfig,
+    ExperimentResult,
+    RunResult,
+    ScyllaModel,
+    SubtestResult,
+    TierResult,
+    utc_now_iso,
+)
+from experiment.regenerate.clock import Interval, experiment_clock, run_interval, tier_clock
+from experiment.regenerate.files import Writer, backup_stamp, read_dict
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class AggregateRebuild(BaseModel):
+    """What :func:`rebuild_aggregates` did."""
+
+    experiment: str = Field(description="Absolute experiment directory.")
+    tiers: list[str] = Field(default_factory=list, description="Tiers whose files were rebuilt.")
+    subtests: int = Field(default=0, description="Subtest reports rebuilt.")
+    runs: int = Field(default=0, description="Run results aggregated.")
+    skipped_runs: list[str] = Field(default_factory=list, description="Unreadable run_result.json files.")
+    written: list[str] = Field(default_factory=list, description="Files written, relative to the experiment.")
+    approximated: list[str] = Field(
+        default_factory=list,
+        description="Wall-clock fields derived from timing files because their previous file was gone.",
+    )
+    best_tier: str | None = Field(default=None, description="Frontier tier.")
+    frontier_cop: float | None = Field(
+        default=None, description="Frontier cost-of-pass (null: nothing passed)."
+    )
+    total_cost: float = Field(default=0.0, description="Experiment cost (summed).")
+
+
+def _load_runs(layout: ExperimentLayout, tier: str, subtest: str, skipped: list[str]) -> list[RunResult]:
+    """The readable run results of a subtest; the label of each unreadable one goes to ``skipped``."""
+    runs = []
+    for number in layout.recorded_run_numbers(tier, subtest):
+        key = RunKey(tier, subtest, number)
+        path = layout.run_paths(key).run_result
+        if not path.is_file():
+            continue
+        try:
+            runs.append(load_model(path, RunResult))
+        except FormatError:
+            skipped.append(key.label)
+    return runs
+
+
+def _previous(path: Path, model: type[_Model]) -> _Model | None:
+    """The previous version of a derived file, or None when it is missing or invalid."""
+    data = read_dict(path)
+    if data is None:
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _ordered(ids: Iterable[str], previous_order: Sequence[str]) -> list[str]:
+    """The previous file's order for the ids it listed, then the rest sorted (T0..T6)."""
+    wanted = set(ids)
+    head = [i for i in previous_order if i in wanted]
+    return head + sorted(wanted - set(head))
+
+
+def _summarize_subtests(
+    layout: ExperimentLayout, tier: str, summary: AggregateRebuild
+) -> tuple[dict[str, SubtestResult], list[Interval]]:
+    """The tier's subtests with at least one run result, and the known (start, end) of those runs."""
+    subtests: dict[str, SubtestResult] = {}
+    intervals: list[Interval] = []
+    for subtest in layout.recorded_subtests(tier):
+        runs = _load_runs(layout, tier, subtest, summary.skipped_runs)
+        if not runs:
+            continue
+        summary.runs += len(runs)
+        subtests[subtest] = aggregate.summarize_subtest(tier, subtest, runs)
+        for run in runs:
+            span = run_interval(layout.run_paths(RunKey(tier, subtest, run.run_number)))
+            if span:
+                intervals.append(span)
+    return subtests, intervals
+
+
+def _write_reports(
+    out: Writer, file: Callable[[str], Path], report: ScyllaModel, markdown: str, summary_md: str
+) -> None:
+    """The ``report.json``, ``report.md`` and ``summary.md`` that a tier and the experiment both have."""
+    out.model(file("report.json"), report)
+    out.text(file("report.md"), markdown)
+    out.text(file("summary.md"), summary_md)
+
+
+def _write_tier(
+    out: Writer, layout: ExperimentLayout, result: TierResult, selection: BestSubtest, now: str
+) -> None:
+    """Every file of a rebuilt tier: its subtest reports, result, best subtest and reports."""
+    tier = result.tier_id
+    for sid, sub in result.subtest_results.items():
+        out.model(layout.subtest_file(tier, sid, "report.json"), aggregate.subtest_report(sub, now))
+        out.text(layout.subtest_file(tier, sid, "report.md"), reports.render_subtest_report(sub, now))
+    out.model(layout.tier_file(tier, "result.json"), result)
+    out.model(layout.tier_file(tier, "best_subtest.json"), selection)
+    _write_reports(
+        out,
+        partial(layout.tier_file, tier),
+        aggregate.tier_report(result, now),
+        reports.render_tier_report(result, now),
+        reports.render_tier_summary(result),
+    )
+
+
+def rebuild_aggregates(
+    experiment_dir: Path, *, tiers: Sequence[str] | None = None, stamp: str | None = None
+) -> AggregateRebuild:
+    """Rebuild subtest, tier (only ``tiers``, default all of ``tiers_to_run``) and experiment files."""
+    layout = ExperimentLayout(experiment_dir)
+    config = load_model(layout.config_path, ExperimentConfig)
+    raw_config = read_json(layout.config_path)
+    rebuild = list(tiers) if tiers else list(config.tiers_to_run)
+    summary = AggregateRebuild(experiment=str(layout.root))
+    out = Writer(layout.root, stamp or backup_stamp(), summary.written)
+    now = utc_now_iso()
+    tier_results: dict[str, TierResult] = {}
+    intervals_all: list[Interval] = []
+
+    for tier in config.tiers_to_run:
+        previous_tier = _previous(layout.tier_file(tier, "result.json"), TierResult)
+        if tier not in rebuild and previous_tier is not None:
+            tier_results[tier] = previous_tier
+            continue
+        subtests, intervals = _summarize_subtests(layout, tier, summary)
+        intervals_all.extend(intervals)
+        if not subtests:
+            continue
+        duration, inherited = tier_clock(layout, tier, previous_tier, intervals, summary.approximated)
+        tier_result, selection = aggregate.build_tier(
+            tier, subtests, total_duration=duration, inherited_from=inherited
+        )
+        tier_results[tier] = tier_result
+        if tier in rebuild:  # otherwise computed in memory for the experiment totals only
+            summary.tiers.append(tier)
+            summary.subtests += len(tier_result.subtest_results)
+            _write_tier(out, layout, tier_result, selection, now)
+
+    # The experiment: wall-clock values from the previous file, else from the timing files.
+    previous_exp = _previous(layout.experiment_file("result.json"), ExperimentResult)
+    order = _ordered(tier_results, list(previous_exp.tier_results) if previous_exp else [])
+    tier_results = {t: tier_results[t] for t in order}
+    started, completed, total_duration = experiment_clock(
+        layout, previous_exp, intervals_all, tier_results, summary.approximated
+    )
+    result = aggregate.build_experiment(
+        raw_config if isinstance(raw_config, dict) else config.to_json_dict(),
+        tier_results,
+        started_at=started,
+        completed_at=completed,
+        total_duration_seconds=total_duration,
+    )
+    out.model(layout.experiment_file("result.json"), result)
+    _write_reports(
+        out,
+        layout.experiment_file,
+        aggregate.experiment_report(result, config.experiment_id, now),
+        reports.render_experiment_report(result, config.experiment_id, result.config, now),
+        reports.render_experiment_summary(result),
+    )
+    out.model(layout.experiment_file("tier_comparison.json"), aggregate.tier_comparison(tier_results))
+    summary.best_tier = result.best_overall_tier
+    summary.frontier_cop = result.frontier_cop
+    summary.total_cost = result.total_cost
+    return summary

@@ -1,0 +1,185 @@
+"""The file rules of every regeneration: lenient reads, backups, and writes only on real change.
+
+A derived file is written only when its content changes (:func:`write_if_changed`; timestamps such
+as ``generated_at`` and the machine-specific absolute paths do not count as a change), and before
+an existing file is overwritten its previous content is copied to
+``<exp>/.backups/<UTC stamp>/<path relative to exp>`` (:func:`backup_file`), atomically and never
+over an older backup. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from experiment.jsonio import atomic_write_text, dumps
+from experiment.layout import ExperimentLayout
+from experiment.models import ScyllaModel, TierComparison
+
+VOLATILE_KEYS = frozenset({"generated_at", "workspace_path", "logs_path", "command_log_path"})
+"""Top-level JSON keys whose change alone does not make a file "changed" (timestamps and the
+absolute paths of whichever machine last wrote the file)."""
+_GENERATED_LINE = re.compile(r"^\*\*Generated\*\*: .*$", re.MULTILINE)
+
+
+# --------------------------------------------------------------------------------------------------
+# Lenient reads (a damaged file is what a regeneration repairs, so reading one is not an error)
+# --------------------------------------------------------------------------------------------------
+
+
+def read_dict(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_text(path: Path) -> str | None:
+    """The text of ``path`` (undecodable bytes replaced), or None when it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Backups
+# --------------------------------------------------------------------------------------------------
+
+
+def backup_stamp() -> str:
+    """A UTC stamp naming one backup generation (``20260120T061307Z``)."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+_made_dirs: set[Path] = set()
+
+
+def _ensure_dir(path: Path) -> None:
+    """mkdir -p, once per process per directory (a backup pass creates thousands of files)."""
+    if path not in _made_dirs:
+        path.mkdir(parents=True, exist_ok=True)
+        _made_dirs.add(path)
+
+
+def _relative(root: Path, path: Path) -> Path:
+    """``path`` relative to the experiment (paths come from the layout, already absolute)."""
+    try:
+        return Path(path).relative_to(root)
+    except ValueError:
+        try:
+            return Path(path).resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            return Path(Path(path).name)
+
+
+def backup_file(experiment_dir: Path, path: Path, stamp: str) -> Path | None:
+    """Copy ``path`` to ``<exp>/.backups/<stamp>/<relative path>`` before it is overwritten.
+
+    The copy is written to a temp file and *linked* into place, which fails instead of replacing
+    an existing backup, so an older backup is never overwritten (a second backup of the same file
+    under the same stamp gets ``.1``, ``.2``, ...). Returns the backup path (None: nothing to back up).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    layout = ExperimentLayout(experiment_dir)
+    target = layout.backups_dir / stamp / _relative(layout.root, path)
+    _ensure_dir(target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except FileNotFoundError:  # removed since we created it
+        _made_dirs.discard(target.parent)
+        _ensure_dir(target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        candidate, counter = target, 0
+        while True:
+            try:
+                os.link(tmp, candidate)
+                return candidate
+            except FileExistsError:
+                counter += 1
+                candidate = target.with_name(f"{target.name}.{counter}")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _comparable_json(text: str) -> Any:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k not in VOLATILE_KEYS}
+    return data
+
+
+def _comparable_text(text: str) -> str:
+    return _GENERATED_LINE.sub("**Generated**:", text)
+
+
+def write_if_changed(experiment_dir: Path, path: Path, content: str, stamp: str, written: list[str]) -> bool:
+    """Write ``content`` to ``path`` unless the file already says the same thing.
+
+    JSON files are compared as data without :data:`VOLATILE_KEYS`; markdown without its
+    ``**Generated**`` line. A changed existing file is backed up first (:func:`backup_file`).
+    Appends the path (relative to the experiment) to ``written`` when it writes.
+    """
+    path = Path(path)
+    try:
+        old = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old = None
+    except (OSError, UnicodeDecodeError):
+        old = ""  # unreadable: rewrite it (after the backup)
+    if old is not None:
+        if path.suffix == ".json":
+            same = old == content or (
+                (previous := _comparable_json(old)) is not None and previous == _comparable_json(content)
+            )
+        else:
+            same = old == content or _comparable_text(old) == _comparable_text(content)
+        if same:
+            return False
+        backup_file(experiment_dir, path, stamp)
+    atomic_write_text(path, content)
+    written.append(str(_relative(experiment_dir, path)))
+    return True
+
+
+@dataclass
+class Writer:
+    """One pass's writes into one experiment: its backup stamp and the list of files written.
+
+    Every derived file goes through :meth:`model` or :meth:`text`, so the change test, the backup
+    and the ``written`` bookkeeping are spelled once.
+    """
+
+    experiment_dir: Path
+    """The experiment root (paths in ``written`` are relative to it)."""
+    stamp: str
+    """The backup generation of this pass."""
+    written: list[str] = field(default_factory=list)
+    """Files written so far, relative to the experiment."""
+
+    def text(self, path: Path, content: str) -> bool:
+        """:func:`write_if_changed` of ``content``; True when the file was written."""
+        return write_if_changed(self.experiment_dir, path, content, self.stamp, self.written)
+
+    def model(self, path: Path, model: ScyllaModel | TierComparison) -> bool:
+        """Write ``model`` as its canonical JSON (``to_json_dict``) when it changed."""
+        return self.text(path, dumps(model.to_json_dict()))
