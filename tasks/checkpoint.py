@@ -20,7 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from experiment.layout import RunKey
 from experiment.locks import update_checkpoint
 from experiment.regenerate import apply_to_checkpoint
-from experiment.scan import load_context
+from experiment.scan import ScanReport, load_context
+from experiment.status import RunStatus
 
 
 def _outcome_on_disk(run_result: Path) -> str | None:
@@ -77,3 +78,15 @@ def settle_checkpoint(
 
 
 settle_checkpoint_task = task(name="settle-checkpoint", cache_policy=NO_CACHE)(settle_checkpoint)
+
+
+def settle_from_scan(experiment_dir: str, after: ScanReport, whole_experiment: bool) -> str | None:
+    """Settle the checkpoint from the repair's final scan.
+
+    The experiment is marked done only when the scan covered it whole (no tier, subtest or run
+    filter) and every expected run is complete; a filtered scan cannot see the rest.
+    """
+    nothing_left = after.counts["completed"] == after.total_expected
+    completed = [e.run for e in after.entries if e.status is RunStatus.COMPLETED]
+    result: str | None = settle_checkpoint_task(experiment_dir, whole_experiment and nothing_left, completed)
+    return result
