@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -26,14 +27,14 @@ PROJECT = Path(__file__).resolve().parents[1]
 def load_deployments(prefect_yaml: Path = PROJECT / "prefect.yaml") -> list:
     """``RunnerDeployment`` objects for every deployment in ``prefect.yaml``."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
-    from prefect.flows import load_flow_from_entrypoint
+    from prefect.flows import Flow, load_flow_from_entrypoint
     from prefect.schedules import Cron
 
     spec = yaml.safe_load(prefect_yaml.read_text())
     timezone = os.environ.get("SCYLLA_REPAIR_TZ") or "UTC"
     deployments = []
     for item in spec["deployments"]:
-        flow = load_flow_from_entrypoint(str(PROJECT / item["entrypoint"]))
+        flow: Flow[..., Any] = load_flow_from_entrypoint(str(PROJECT / item["entrypoint"]))
         limit = item.get("concurrency_limit")
         deployments.append(
             flow.to_deployment(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import cast
+from uuid import UUID
 
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -55,11 +57,14 @@ class ProgressArtifact:
         self.done = 0
         self.failed = 0
         self.cost = 0.0
-        self.artifact_id = create_progress_artifact(
-            progress=0.0 if total else 100.0,
-            key=artifact_key("rerun-progress", experiment_dir),
-            description=description,
-        )
+        self.artifact_id = cast(
+            UUID,
+            create_progress_artifact(
+                progress=0.0 if total else 100.0,
+                key=artifact_key("rerun-progress", experiment_dir),
+                description=description,
+            ),
+        )  # called from sync code: the UUID itself, never the coroutine the stubs also allow
         self._notify()
 
     def advance(self, *, failed: bool = False, cost: float = 0.0) -> None:

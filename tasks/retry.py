@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from typing import cast
 
 from prefect.tasks import exponential_backoff
 
@@ -115,16 +116,20 @@ def schedule_resume(resume_at: float) -> str | None:
     from datetime import UTC, datetime
     from uuid import UUID
 
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
-    scheduled = run_deployment(
-        UUID(str(deployment.id)),
-        parameters=dict(flow_run.parameters or {}),
-        scheduled_time=datetime.fromtimestamp(resume_at + RESUME_MARGIN, tz=UTC),
-        timeout=0,
-        as_subflow=False,
-        idempotency_key=f"resume-{flow_run.id}",
-        tags=["resume-after-quota"],
-    )
+    scheduled = cast(
+        "FlowRun",
+        run_deployment(
+            UUID(str(deployment.id)),
+            parameters=dict(flow_run.parameters or {}),
+            scheduled_time=datetime.fromtimestamp(resume_at + RESUME_MARGIN, tz=UTC),
+            timeout=0,
+            as_subflow=False,
+            idempotency_key=f"resume-{flow_run.id}",
+            tags=["resume-after-quota"],
+        ),
+    )  # sync call from the flow: the FlowRun itself, never the coroutine the stubs also allow
     logger.warning("quota window: scheduled flow run %s for %s", scheduled.id, scheduled.expected_start_time)
     return str(scheduled.id)

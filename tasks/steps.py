@@ -177,7 +177,7 @@ def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> J
     pause_for_tests("judge", label)  # crash-test hook (no-op unless SCYLLA_REPAIR_TEST_PAUSE_AT)
     context = context_for(settings)
     run_dir = _run_dir(settings, label)
-    overrides = {"timeout_seconds": settings.judge_timeout_seconds}
+    overrides: dict[str, float | str] = {"timeout_seconds": settings.judge_timeout_seconds}
     if settings.judge_base_url:
         overrides["base_url"] = settings.judge_base_url
     judge_settings = JudgeSettings.from_env(**overrides)
