@@ -7,6 +7,7 @@ own history in the Artifacts page (keys allow lowercase letters, digits and dash
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 from uuid import UUID
@@ -45,7 +46,7 @@ def publish_classification(report: ScanReport) -> None:
     )
 
 
-progress_listeners: list = []
+progress_listeners: list[Callable[[int, int, int, float], None]] = []
 """In-process listeners ``(done, total, failed, cost_usd)``: the CLI's Rich progress bar."""
 
 

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from experiment.layout import RunKey
 from experiment.locks import update_checkpoint
+from experiment.models import Checkpoint
 from experiment.regenerate import apply_to_checkpoint
 from experiment.scan import ScanReport, load_context
 from experiment.status import RunStatus
@@ -45,7 +46,7 @@ def settle_checkpoint(
     context = load_context(Path(experiment_dir))
     keys = [RunKey.parse(label) for label in completed_runs or ()]
 
-    def stale(checkpoint) -> list[RunKey]:
+    def stale(checkpoint: Checkpoint) -> list[RunKey]:
         recorded = checkpoint.completed_runs
         return [
             k
@@ -53,7 +54,7 @@ def settle_checkpoint(
             if recorded.get(k.tier, {}).get(k.subtest, {}).get(str(k.run_number)) not in ("passed", "failed")
         ]
 
-    def settle(checkpoint) -> None:
+    def settle(checkpoint: Checkpoint) -> None:
         for key in stale(checkpoint):
             apply_to_checkpoint(
                 checkpoint, key, _outcome_on_disk(context.layout.run_dir(key) / "run_result.json")
@@ -64,8 +65,6 @@ def settle_checkpoint(
             checkpoint.pid = None
 
     if not all_complete and keys:
-        from experiment.models import Checkpoint
-
         path = context.layout.checkpoint_path
         try:  # the common case: nothing to reconcile, so do not rewrite the file
             if path.exists() and not stale(Checkpoint.load(path)):

@@ -15,7 +15,7 @@ from prefect import task
 from experiment.scan import RunEntry, classify_chunk
 
 
-@task(name="classify-runs", task_run_name="classify {labels[0]} (+{extra_count})", cache_policy=None)  # type: ignore[call-overload]  # Prefect takes None (no cache policy); its stubs do not say so
+@task(name="classify-runs", task_run_name="classify {labels[0]} (+{extra_count})", cache_policy=None)  # type: ignore[call-overload, untyped-decorator]  # None: no policy; stubs lack it
 def classify_runs(experiment_dir: str, labels: list[str], extra_count: int = 0) -> list[RunEntry]:
     """Classify a chunk of runs of one experiment (a pure read; never cached)."""
     return classify_chunk(Path(experiment_dir), labels)
