@@ -6,7 +6,7 @@
 Part 1, wake-up delay: tasks under a Prefect global concurrency limit of 1, each holding the
 slot 0.5 s; the gap between one task's release and the next task's acquisition, with Prefect's
 ``concurrency()`` (which sleeps the server's Retry-After) and with the acquire loop of
-``tasks/limits.py`` (which asks again after at most ``POLL_CAP`` s).
+``tasks/limits/acquire.py`` (which asks again after at most ``POLL_CAP`` s).
 
 Part 2, utilisation: a full ``rerun-agents`` repair (fake claude, Prefect's temporary server)
 of a generated experiment whose every run needs an agent and 3 judges, against the local
@@ -43,7 +43,7 @@ WINDOW = 60.0
 
 
 def wakeup(n: int = 6, hold: float = 0.5) -> dict:
-    """Release-to-acquire gaps under a limit of 1: Prefect's helper vs tasks/limits.py."""
+    """Release-to-acquire gaps under a limit of 1: Prefect's helper vs tasks/limits/acquire.py."""
     from prefect import flow, task
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
@@ -67,7 +67,7 @@ def wakeup(n: int = 6, hold: float = 0.5) -> dict:
 
     @task
     def ours_holder(i: int) -> None:
-        lease = limits._increment(["bench-wakeup-ours"], "concurrency", lease=True, timeout=600)
+        lease = limits.increment(["bench-wakeup-ours"], "concurrency", lease=True, timeout=600)
         note("acq")
         time.sleep(hold)
         note("rel")

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -22,7 +23,7 @@ import typer
 try:  # Typer >= 0.20 vendors its own copy of click.
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older Typer uses click itself
-    from click import exceptions as click_exceptions
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from experiment.errors import ExperimentError
 
@@ -67,7 +68,7 @@ def report_interrupted() -> None:
 
 
 @contextlib.contextmanager
-def interruptible(on_interrupt: Callable[[], None], grace_seconds: float | None = None) -> Iterator[None]:
+def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | None = None) -> Iterator[None]:
     """Make Ctrl+C (SIGINT) during a Prefect flow a clean, prompt stop with exit code 130.
 
     On the first SIGINT, ``on_interrupt`` runs (it stops the agents: they run in their own
@@ -88,10 +89,12 @@ def interruptible(on_interrupt: Callable[[], None], grace_seconds: float | None 
         report_interrupted()
         os._exit(EXIT_INTERRUPTED)
 
-    def handler(signum, frame) -> None:
-        if _interrupt_reported.is_set() or getattr(handler, "fired", False):
+    fired = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if _interrupt_reported.is_set() or fired.is_set():
             hard_exit()
-        handler.fired = True
+        fired.set()
         if logging.getLogger().level > logging.DEBUG:
             logging.getLogger("prefect").setLevel(logging.CRITICAL + 1)
         try:

@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -46,7 +47,7 @@ def run_repair(
     from cli.progress import terminal_progress
     from flows.rerun_agents import rerun_agents
 
-    parameters = dict(
+    parameters: dict[str, Any] = dict(
         experiment_dir=str(context.root),
         statuses=list(filters.statuses) or None,
         tiers=list(filters.tiers) or None,

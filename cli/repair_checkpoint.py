@@ -39,17 +39,18 @@ def repair_checkpoint(
         for runs in subs.values()
         for outcome in runs.values()
     )
+    completed_runs = {k: counts.get(k, 0) for k in ("passed", "failed", "agent_complete")}
     result = {
         "checkpoint": str(layout.checkpoint_path),
         "version": checkpoint.version,
         "status": checkpoint.status,
-        "completed_runs": {k: counts.get(k, 0) for k in ("passed", "failed", "agent_complete")},
+        "completed_runs": completed_runs,
     }
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return 0
     typer.echo(f"Rebuilt {result['checkpoint']} (v{checkpoint.version}, status {checkpoint.status})")
-    for key, value in result["completed_runs"].items():
+    for key, value in completed_runs.items():
         typer.echo(f"  {key + ':':<16}{value:>6}")
     typer.echo("The previous file is kept under .backups/ in the experiment directory.")
     return 0

@@ -17,35 +17,42 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def load_deployments(prefect_yaml: Path = PROJECT / "prefect.yaml") -> list:
+def load_deployments(prefect_yaml: Path = PROJECT / "prefect.yaml") -> list[RunnerDeployment]:
     """``RunnerDeployment`` objects for every deployment in ``prefect.yaml``."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
-    from prefect.flows import load_flow_from_entrypoint
+    from prefect.flows import Flow, load_flow_from_entrypoint
     from prefect.schedules import Cron
 
     spec = yaml.safe_load(prefect_yaml.read_text())
     timezone = os.environ.get("SCYLLA_REPAIR_TZ") or "UTC"
-    deployments = []
+    deployments: list[RunnerDeployment] = []
     for item in spec["deployments"]:
-        flow = load_flow_from_entrypoint(str(PROJECT / item["entrypoint"]))
+        flow: Flow[..., Any] = load_flow_from_entrypoint(str(PROJECT / item["entrypoint"]))
         limit = item.get("concurrency_limit")
-        deployments.append(
-            flow.to_deployment(
-                name=item["name"],
-                description=item.get("description"),
-                tags=item.get("tags"),
-                parameters=item.get("parameters") or {},
-                schedules=[
-                    Cron(s["cron"], timezone=timezone, active=s.get("active", True))
-                    for s in item.get("schedules") or []
-                ],
-                concurrency_limit=ConcurrencyLimitConfig(**limit) if isinstance(limit, dict) else limit,
+        deployments.append(  # a sync call: the deployment itself, never the coroutine the stubs allow
+            cast(
+                "RunnerDeployment",
+                flow.to_deployment(
+                    name=item["name"],
+                    description=item.get("description"),
+                    tags=item.get("tags"),
+                    parameters=item.get("parameters") or {},
+                    schedules=[
+                        Cron(s["cron"], timezone=timezone, active=s.get("active", True))
+                        for s in item.get("schedules") or []
+                    ],
+                    concurrency_limit=ConcurrencyLimitConfig(**limit) if isinstance(limit, dict) else limit,
+                ),
             )
         )
     return deployments

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -120,7 +121,7 @@ def classify_message(message: str) -> Failure | None:
     return None
 
 
-def parse_claude_output(stdout: str) -> dict | None:
+def parse_claude_output(stdout: str) -> dict[str, Any] | None:
     """The result object of ``claude --print --output-format json`` (or the last stream-json
     ``result`` event); None when stdout holds no JSON object."""
     text = stdout.strip()
@@ -146,7 +147,7 @@ def parse_claude_output(stdout: str) -> dict | None:
 
 
 def classify_agent_outcome(
-    output: dict | None, exit_code: int | None, stderr: str = "", timed_out: bool = False
+    output: dict[str, Any] | None, exit_code: int | None, stderr: str = "", timed_out: bool = False
 ) -> Failure | None:
     """Decide whether a finished agent invocation failed, and how. None means success."""
     if timed_out:

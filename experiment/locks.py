@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from experiment.attempt import pause_for_tests
 from experiment.errors import RepairBlocked
@@ -72,9 +73,10 @@ class RepairLock:
     def __init__(self, layout: ExperimentLayout) -> None:
         self.path = layout.prefect_dir / "repair.lock"
 
-    def holder(self) -> dict:
+    def holder(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text() or "{}")
+            holder: dict[str, Any] = json.loads(self.path.read_text() or "{}")
+            return holder
         except (OSError, ValueError):
             return {}
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, cast
 
 from experiment.failures import Failure, classify_agent_outcome, parse_claude_output
 
@@ -39,7 +40,7 @@ class RunStatus(StrEnum):
         return _SYMBOLS[self]
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]  # shadows str.title on purpose: the heading
         """The group heading of the dry-run lists (the users' guide wording)."""
         return _TITLES[self]
 
@@ -124,8 +125,8 @@ class RunFacts:
     agent_files: dict[str, int] = field(default_factory=dict)  # name -> size (only output.txt is measured)
     run_files: set[str] = field(default_factory=set)
     judge_dir: bool = False
-    output: dict | None = None
-    agent_result: dict | None = None
+    output: dict[str, Any] | None = None
+    agent_result: dict[str, Any] | None = None
     agent_result_problem: str | None = None
     run_result_problem: str | None = None
     failure: Failure | None = None
@@ -146,7 +147,7 @@ class RunFacts:
         return self.output_nonempty and self.has("timing.json") and self.has("command_log.json")
 
 
-def _read_object(path: str | Path) -> tuple[dict | None, str | None]:
+def _read_object(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
     """A JSON object from ``path``, or the problem that makes it unreadable."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -271,7 +272,9 @@ RULES: list[Rule] = [
         lambda f: "Run directory exists but the agent never started",
     ),
     Rule(
-        RunStatus.FAILED, lambda f: f.failure is not None, lambda f: f"Agent failed ({f.failure.one_line()})"
+        RunStatus.FAILED,
+        lambda f: f.failure is not None,
+        lambda f: f"Agent failed ({cast(Failure, f.failure).one_line()})",
     ),
     Rule(
         RunStatus.COMPLETED,

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
 
 from experiment.cost import estimate_repair_cost
 from experiment.errors import ExperimentError, RepairBlocked
@@ -123,13 +124,13 @@ def nightly_repair(
     return night
 
 
-def record(row: ExperimentNight, state) -> None:
+def record(row: ExperimentNight, state: State[RepairSummary]) -> None:
     """Fill the night's row from the subflow's final state."""
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
         busy = isinstance(error, RepairBlocked) and "already running" in str(error)
         row.verdict = "skipped" if busy else "error"
-        row.note = str(error) if isinstance(error, Exception) else (state.message or state.name)
+        row.note = str(error) if isinstance(error, Exception) else (state.message or state.name or "")
         return
     summary: RepairSummary = state.result()
     row.succeeded, row.failed = summary.succeeded, summary.failed

@@ -6,38 +6,32 @@
 Failed, partial and missing runs get a fresh agent and judges (the old attempt is archived under
 ``.failed/``); ``results`` runs are regenerated from their logs, with only their missing judges
 re-run; completed runs are never touched. Resume after a crash by running the same command again.
+The steps longer than a line live in :mod:`flows._rerun`.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
 
-from prefect import flow, unmapped
-from prefect.futures import as_completed
+from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from experiment.attempt import current_repair_id, finish_repair
+from experiment.attempt import current_repair_id
 from experiment.cost import estimate_repair_cost
 from experiment.guardrails import RerunGate
 from experiment.locks import RepairLock
 from experiment.preflight import check_can_repair
-from experiment.scan import RunEntry, ScanFilters, load_context, scan_in_process
+from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
+from flows._rerun import repair_settings, repair_with_progress, resume_or_finish
 from flows.scan import scan_experiment
-from operations.agent import AgentSettings
-from operations.outcome import RunRepair
-from operations.settings import RepairSettings
+from operations.summarize import dry_run_summary, repair_summary
 from operations.summary import RepairSummary
-from tasks.artifacts import ProgressArtifact, publish_markdown
-from tasks.checkpoint import settle_checkpoint_task
+from tasks.artifacts import publish_markdown
+from tasks.checkpoint import settle_from_scan
 from tasks.limits import ensure_limits, release_all
 from tasks.regenerate import rebuild_aggregates_task
-from tasks.repair import repair_run
-from tasks.retry import schedule_resume
 from tasks.steps import provider_limits
 
 WORKERS = int(os.environ.get("SCYLLA_REPAIR_WORKERS", "32"))
@@ -47,7 +41,7 @@ WORKERS = int(os.environ.get("SCYLLA_REPAIR_WORKERS", "32"))
 @flow(
     name="rerun-agents",
     flow_run_name="repair {experiment_dir}",
-    task_runner=ThreadPoolTaskRunner(max_workers=WORKERS),
+    task_runner=ThreadPoolTaskRunner(max_workers=WORKERS),  # type: ignore[arg-type]  # Prefect's generic
     log_prints=True,
 )
 def rerun_agents(
@@ -73,110 +67,42 @@ def rerun_agents(
     estimate = estimate_repair_cost(report)
     print(estimate.line())
     if dry_run:
-        return RepairSummary(
-            experiment=report.experiment, dry_run=True, before=report, estimated_cost_usd=estimate.total_usd
-        )
+        return dry_run_summary(report, estimate.total_usd)
     context = load_context(Path(experiment_dir), Path(tiers_dir) if tiers_dir else None)
     todo = report.to_rerun() + report.to_regenerate()
     check_can_repair(context, needs_agents=bool(report.to_rerun()))
     with RepairLock(context.layout).hold(description="rerun-agents"):
         repair_id, resumed = current_repair_id(context.layout.prefect_dir)
-        settings = RepairSettings(
-            experiment_dir=str(context.root),
-            repair_id=repair_id,
+        settings = repair_settings(
+            context,
+            repair_id,
             tiers_dir=tiers_dir,
-            agent=AgentSettings.from_config(
-                context.config, command=agent_command, claude_binary=claude_binary
-            ),
+            agent_command=agent_command,
+            claude_binary=claude_binary,
             judge_base_url=judge_base_url,
-            max_agents=max_concurrent,
+            max_concurrent=max_concurrent,
             judge_rpm=judge_rpm,
-            max_in_flight=max_in_flight or max(8, 2 * max_concurrent),
-            max_cost_usd=max_cost,
+            max_in_flight=max_in_flight,
+            max_cost=max_cost,
         )
         ensure_limits(provider_limits(settings))  # Prefect global limits, shared per provider
-        progress = ProgressArtifact(experiment_dir, len(todo), f"{len(todo)} runs to repair")
         gate = RerunGate(max_cost, circuit_breaker, estimate.per_run)
-        results = []
-        for record in repair_runs(settings, todo, gate):
-            results.append(record)
-            progress.advance(failed=record.outcome == "failed", cost=record.cost_usd)
+        results = repair_with_progress(settings, todo, gate, experiment_dir)
         release_all()  # give the Prefect slots back now, while the API is certainly up
-        rebuilt = False
-        if not skip_regenerate and todo:
+        rebuilt = not skip_regenerate and bool(todo)
+        if rebuilt:
             rebuild_aggregates_task(str(context.root))
-            rebuilt = True
-        summary = RepairSummary(
-            experiment=report.experiment,
-            before=report,
-            runs=results,
+        summary = repair_summary(
+            report,
+            results,
             aggregates_rebuilt=rebuilt,
             estimated_cost_usd=estimate.total_usd,
             stopped=gate.halted,
+            resumed_repair_id=repair_id if resumed else None,
         )
-        if gate.halted:
-            summary.notes.append(f"Stopped starting new reruns: {gate.halted}.")
-        if resumed:
-            summary.notes.append(f"Resumed the unfinished repair {repair_id}.")
-        deferred = [r.resume_at for r in results if r.resume_at]
-        if deferred:
-            summary.resume_at = max(deferred)
-            summary.resume_scheduled = schedule_resume(summary.resume_at)
-            when = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(summary.resume_at))
-            summary.notes.append(
-                f"Quota window: resumes automatically at {when} (flow run {summary.resume_scheduled})."
-                if summary.resume_scheduled
-                else f"Quota window: run the same command again after {when}."
-            )
-        else:
-            finish_repair(context.layout.prefect_dir, repair_id)
-    summary.after = scan_in_process(
-        context, ScanFilters(tuple(tiers or ()), tuple(subtests or ()), tuple(runs or ()))
-    )
-    whole_experiment = not (tiers or subtests or runs)
-    nothing_left = summary.after.counts["completed"] == summary.after.total_expected
-    completed = [e.run for e in summary.after.entries if e.status is RunStatus.COMPLETED]
-    settle_checkpoint_task(experiment_dir, whole_experiment and nothing_left, completed)
+        resume_or_finish(summary, context.layout.prefect_dir, repair_id)
+    filters = ScanFilters(tuple(tiers or ()), tuple(subtests or ()), tuple(runs or ()))
+    summary.after = scan_in_process(context, filters)
+    settle_from_scan(experiment_dir, summary.after, whole_experiment=not (tiers or subtests or runs))
     publish_markdown("repair-summary", experiment_dir, summary.markdown(), f"Repair of {experiment_dir}")
     return summary
-
-
-def repair_runs(settings: RepairSettings, todo: list[RunEntry], gate: RerunGate) -> Iterator[RunRepair]:
-    """Repair ``todo`` and yield each run's record as it finishes.
-
-    Without a cost cap or circuit breaker every run is mapped at once. With one, the agent
-    reruns are fed through the gate, no more at a time than there are agent slots, so a tripped
-    guard leaves every run not yet started untouched (recorded as ``deferred``).
-    """
-    if not gate.active:
-        yield from (
-            f.result()
-            for f in repair_run.map(unmapped(settings), [e.run for e in todo], [e.status for e in todo])
-        )
-        return
-    regenerate = [e for e in todo if not e.status.needs_agent]
-    regenerating = repair_run.map(
-        unmapped(settings), [e.run for e in regenerate], [e.status for e in regenerate]
-    )
-    pending = deque(e for e in todo if e.status.needs_agent)
-    in_flight: dict = {}
-    while pending or in_flight:
-        while pending and len(in_flight) < settings.max_agents and gate.may_start():
-            entry = pending.popleft()
-            gate.started(entry.run)
-            in_flight[repair_run.submit(settings, entry.run, entry.status)] = entry
-        if not in_flight:
-            break
-        future = next(as_completed(list(in_flight)))
-        record = future.result()
-        gate.finished(
-            in_flight.pop(future).run, record.outcome, record.cost_usd, record.failure_class, record.reason
-        )
-        yield record
-    if pending:
-        gate.halted = gate.stopped
-        for entry in pending:
-            yield RunRepair(
-                run=entry.run, action="rerun", outcome="deferred", reason=f"not started: {gate.halted}"
-            )
-    yield from (f.result() for f in regenerating)

@@ -6,7 +6,7 @@ server (measured in ``bench/bench_rate_limit.py``), and waiters on Prefect's own
 recheck after a server-set delay (up to 30 s, Prefect issue #23183), so Prefect's limits alone
 cannot keep a provider's request budget full. This object decides, within one flow run, who may
 call the provider *now*, waking a waiter the moment a slot or a request of the window frees;
-Prefect's global concurrency limits (``tasks/limits.py``) coordinate across flow runs and
+Prefect's global concurrency limits (``tasks/limits/``) coordinate across flow runs and
 workers on top of it.
 
 Agent and judge calls go to the same provider, so they share the adaptive concurrency and the

@@ -7,7 +7,10 @@ own history in the Artifacts page (keys allow lowercase letters, digits and dash
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
+from uuid import UUID
 
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -43,7 +46,7 @@ def publish_classification(report: ScanReport) -> None:
     )
 
 
-progress_listeners: list = []
+progress_listeners: list[Callable[[int, int, int, float], None]] = []
 """In-process listeners ``(done, total, failed, cost_usd)``: the CLI's Rich progress bar."""
 
 
@@ -55,11 +58,14 @@ class ProgressArtifact:
         self.done = 0
         self.failed = 0
         self.cost = 0.0
-        self.artifact_id = create_progress_artifact(
-            progress=0.0 if total else 100.0,
-            key=artifact_key("rerun-progress", experiment_dir),
-            description=description,
-        )
+        self.artifact_id = cast(
+            UUID,
+            create_progress_artifact(
+                progress=0.0 if total else 100.0,
+                key=artifact_key("rerun-progress", experiment_dir),
+                description=description,
+            ),
+        )  # called from sync code: the UUID itself, never the coroutine the stubs also allow
         self._notify()
 
     def advance(self, *, failed: bool = False, cost: float = 0.0) -> None:

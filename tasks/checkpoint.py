@@ -19,9 +19,10 @@ from prefect.cache_policies import NO_CACHE
 
 from experiment.layout import RunKey
 from experiment.locks import update_checkpoint
-from experiment.models import RunOutcome
+from experiment.models import Checkpoint, RunOutcome
 from experiment.regenerate import apply_to_checkpoint
-from experiment.scan import load_context
+from experiment.scan import ScanReport, load_context
+from experiment.status import RunStatus
 
 
 def _outcome_on_disk(run_result: Path) -> RunOutcome | None:
@@ -45,7 +46,7 @@ def settle_checkpoint(
     context = load_context(Path(experiment_dir))
     keys = [RunKey.parse(label) for label in completed_runs or ()]
 
-    def stale(checkpoint) -> list[RunKey]:
+    def stale(checkpoint: Checkpoint) -> list[RunKey]:
         recorded = checkpoint.completed_runs
         return [
             k
@@ -53,7 +54,7 @@ def settle_checkpoint(
             if recorded.get(k.tier, {}).get(k.subtest, {}).get(str(k.run_number)) not in ("passed", "failed")
         ]
 
-    def settle(checkpoint) -> None:
+    def settle(checkpoint: Checkpoint) -> None:
         for key in stale(checkpoint):
             apply_to_checkpoint(
                 checkpoint, key, _outcome_on_disk(context.layout.run_dir(key) / "run_result.json")
@@ -64,8 +65,6 @@ def settle_checkpoint(
             checkpoint.pid = None
 
     if not all_complete and keys:
-        from experiment.models import Checkpoint
-
         path = context.layout.checkpoint_path
         try:  # the common case: nothing to reconcile, so do not rewrite the file
             if path.exists() and not stale(Checkpoint.load(path)):
@@ -78,3 +77,15 @@ def settle_checkpoint(
 
 
 settle_checkpoint_task = task(name="settle-checkpoint", cache_policy=NO_CACHE)(settle_checkpoint)
+
+
+def settle_from_scan(experiment_dir: str, after: ScanReport, whole_experiment: bool) -> str | None:
+    """Settle the checkpoint from the repair's final scan.
+
+    The experiment is marked done only when the scan covered it whole (no tier, subtest or run
+    filter) and every expected run is complete; a filtered scan cannot see the rest.
+    """
+    nothing_left = after.counts["completed"] == after.total_expected
+    completed = [e.run for e in after.entries if e.status is RunStatus.COMPLETED]
+    result: str | None = settle_checkpoint_task(experiment_dir, whole_experiment and nothing_left, completed)
+    return result

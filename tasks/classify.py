@@ -8,12 +8,14 @@ the very function the in-process dry run uses.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
 
 from experiment.scan import RunEntry, classify_chunk
 
 
-@task(name="classify-runs", task_run_name="classify {labels[0]} (+{extra_count})", cache_policy=None)
+@task(name="classify-runs", task_run_name="classify {labels[0]} (+{extra_count})", cache_policy=None)  # type: ignore[call-overload, untyped-decorator]  # None: no policy; stubs lack it
 def classify_runs(experiment_dir: str, labels: list[str], extra_count: int = 0) -> list[RunEntry]:
     """Classify a chunk of runs of one experiment (a pure read; never cached)."""
-    return classify_chunk(experiment_dir, labels)
+    return classify_chunk(Path(experiment_dir), labels)

@@ -8,6 +8,7 @@ worker thread per run in flight and a judge failure never re-runs its agent.
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -43,7 +44,7 @@ class _JudgesFailed(Exception):
 @task(name="repair-run", task_run_name="repair {label}", cache_policy=NO_CACHE)
 def repair_run(settings: RepairSettings, label: str, status: RunStatus) -> RunRepair:
     """Repair one run: re-run agent + judges (failed/partial/missing) or regenerate (results)."""
-    action = "rerun" if status.needs_agent else "regenerate"
+    action: Literal["rerun", "regenerate"] = "rerun" if status.needs_agent else "regenerate"
     record = RunRepair(run=label, action=action, outcome="failed")
     budget = budget_for(settings)
     try:
@@ -53,9 +54,10 @@ def repair_run(settings: RepairSettings, label: str, status: RunStatus) -> RunRe
             workspace_step(settings, label)
             outcome = agent_step.with_options(result_storage=settings.results_dir)(settings, label)
             record.cost_usd = outcome.cost_usd
-            if not outcome.succeeded:
+            failure = outcome.failure  # None exactly when the agent succeeded
+            if failure is not None:
                 record.failure_class = outcome.failure_kind
-                record.reason = f"agent failed ({outcome.failure.one_line()})"
+                record.reason = f"agent failed ({failure.one_line()})"
                 return record
         record.judges_valid = _judge_missing_slots(settings, label)
         record.outcome = "succeeded" if status.needs_agent else "regenerated"

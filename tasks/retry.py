@@ -18,10 +18,15 @@ import logging
 import threading
 import time
 from collections import Counter
+from typing import TYPE_CHECKING, Any, cast
 
 from prefect.tasks import exponential_backoff
 
 from experiment.failures import AttemptFailed, FailureClass
+
+if TYPE_CHECKING:
+    from prefect import Task
+    from prefect.client.schemas.objects import State, TaskRun
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ RETRY_COUNTS: Counter[str] = Counter()
 _COUNTS_LOCK = threading.Lock()
 
 
-def _planned_delay(task, run_count: int) -> float:
+def _planned_delay(task: Task[..., Any], run_count: int) -> float:
     delays = task.retry_delay_seconds
     if callable(delays):
         delays = delays(task.retries)
@@ -79,13 +84,13 @@ def extra_sleep(wait: float, planned_delay: float, jitter: float = JITTER) -> fl
     return max(0.0, wait - planned_delay * max(0.0, 1.0 - jitter))
 
 
-def retry_transient(task, task_run, state) -> bool:
+def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Prefect ``retry_condition_fn``: retry transient failures, after ``retry-after`` if given."""
     exc = state.result(raise_on_failure=False)
     retry, wait = should_retry(exc, task_run.run_count)
     if retry:
         with _COUNTS_LOCK:
-            RETRY_COUNTS[exc.failure.kind.value] += 1
+            RETRY_COUNTS[cast(AttemptFailed, exc).failure.kind.value] += 1  # should_retry: only those
         extra = extra_sleep(wait, _planned_delay(task, task_run.run_count), task.retry_jitter_factor or 0.0)
         if extra > 0:
             logger.info("provider asked to wait %.1f s before retrying %s", wait, task_run.name)
@@ -115,16 +120,20 @@ def schedule_resume(resume_at: float) -> str | None:
     from datetime import UTC, datetime
     from uuid import UUID
 
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
-    scheduled = run_deployment(
-        UUID(str(deployment.id)),
-        parameters=dict(flow_run.parameters or {}),
-        scheduled_time=datetime.fromtimestamp(resume_at + RESUME_MARGIN, tz=UTC),
-        timeout=0,
-        as_subflow=False,
-        idempotency_key=f"resume-{flow_run.id}",
-        tags=["resume-after-quota"],
-    )
+    scheduled = cast(
+        "FlowRun",
+        run_deployment(
+            UUID(str(deployment.id)),
+            parameters=dict(flow_run.parameters or {}),
+            scheduled_time=datetime.fromtimestamp(resume_at + RESUME_MARGIN, tz=UTC),
+            timeout=0,
+            as_subflow=False,
+            idempotency_key=f"resume-{flow_run.id}",
+            tags=["resume-after-quota"],
+        ),
+    )  # sync call from the flow: the FlowRun itself, never the coroutine the stubs also allow
     logger.warning("quota window: scheduled flow run %s for %s", scheduled.id, scheduled.expected_start_time)
     return str(scheduled.id)

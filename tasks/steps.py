@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -40,7 +42,7 @@ from tasks.retry import BACKOFF, JITTER, RETRIES, retry_transient
 logger = logging.getLogger(__name__)
 
 
-def _run_dir(settings: RepairSettings, label: str):
+def _run_dir(settings: RepairSettings, label: str) -> Path:
     return context_for(settings).layout.run_dir(RunKey.parse(label))
 
 
@@ -53,11 +55,11 @@ def _step_key(step: str, settings: RepairSettings, label: str, *extra: object) -
     return f"{step}-{label.replace('/', '-')}-{digest}"
 
 
-def agent_cache_key(context: TaskRunContext, parameters: dict) -> str:
+def agent_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return _step_key("agent", parameters["settings"], parameters["label"])
 
 
-def judge_cache_key(context: TaskRunContext, parameters: dict) -> str:
+def judge_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return _step_key(
         "judge", parameters["settings"], parameters["label"], parameters["slot"], parameters["model"]
     )
@@ -177,7 +179,7 @@ def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> J
     pause_for_tests("judge", label)  # crash-test hook (no-op unless SCYLLA_REPAIR_TEST_PAUSE_AT)
     context = context_for(settings)
     run_dir = _run_dir(settings, label)
-    overrides = {"timeout_seconds": settings.judge_timeout_seconds}
+    overrides: dict[str, float | str] = {"timeout_seconds": settings.judge_timeout_seconds}
     if settings.judge_base_url:
         overrides["base_url"] = settings.judge_base_url
     judge_settings = JudgeSettings.from_env(**overrides)

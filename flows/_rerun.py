@@ -1,0 +1,117 @@
+"""The steps of the ``rerun-agents`` flow that need more than one line, kept out of its body.
+
+:mod:`flows.rerun_agents` reads as the pipeline (scan, preflight, lock, mapped repairs,
+aggregates, checkpoint, summary); how the settings are built, how the runs are fed to the
+workers past the guardrails, and how a quota window ends the repair live here.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+from prefect import unmapped
+from prefect.futures import PrefectFuture, as_completed
+
+from experiment.attempt import finish_repair
+from experiment.guardrails import RerunGate
+from experiment.scan import ExperimentContext, RunEntry
+from operations.agent import AgentSettings
+from operations.outcome import RunRepair
+from operations.settings import RepairSettings
+from operations.summarize import latest_resume_at, note_resume
+from operations.summary import RepairSummary
+from tasks.artifacts import ProgressArtifact
+from tasks.repair import repair_run
+from tasks.retry import schedule_resume
+
+
+def repair_settings(
+    context: ExperimentContext,
+    repair_id: str,
+    *,
+    tiers_dir: str | None,
+    agent_command: list[str] | None,
+    claude_binary: str,
+    judge_base_url: str | None,
+    max_concurrent: int,
+    judge_rpm: int | None,
+    max_in_flight: int | None,
+    max_cost: float | None,
+) -> RepairSettings:
+    """The settings every task of this repair gets, from the flow's parameters (no secrets)."""
+    return RepairSettings(
+        experiment_dir=str(context.root),
+        repair_id=repair_id,
+        tiers_dir=tiers_dir,
+        agent=AgentSettings.from_config(context.config, command=agent_command, claude_binary=claude_binary),
+        judge_base_url=judge_base_url,
+        max_agents=max_concurrent,
+        judge_rpm=judge_rpm,
+        max_in_flight=max_in_flight or max(8, 2 * max_concurrent),
+        max_cost_usd=max_cost,
+    )
+
+
+def repair_with_progress(
+    settings: RepairSettings, todo: list[RunEntry], gate: RerunGate, experiment_dir: str
+) -> list[RunRepair]:
+    """Repair ``todo`` (see :func:`repair_runs`), advancing the UI's progress bar per finished run."""
+    progress = ProgressArtifact(experiment_dir, len(todo), f"{len(todo)} runs to repair")
+    results = []
+    for record in repair_runs(settings, todo, gate):
+        results.append(record)
+        progress.advance(failed=record.outcome == "failed", cost=record.cost_usd)
+    return results
+
+
+def repair_runs(settings: RepairSettings, todo: list[RunEntry], gate: RerunGate) -> Iterator[RunRepair]:
+    """Repair ``todo`` and yield each run's record as it finishes.
+
+    Without a cost cap or circuit breaker every run is mapped at once. With one, the agent
+    reruns are fed through the gate, no more at a time than there are agent slots, so a tripped
+    guard leaves every run not yet started untouched (recorded as ``deferred``).
+    """
+    if not gate.active:
+        yield from (
+            f.result()
+            for f in repair_run.map(unmapped(settings), [e.run for e in todo], [e.status for e in todo])
+        )
+        return
+    regenerate = [e for e in todo if not e.status.needs_agent]
+    regenerating = repair_run.map(
+        unmapped(settings), [e.run for e in regenerate], [e.status for e in regenerate]
+    )
+    pending = deque(e for e in todo if e.status.needs_agent)
+    in_flight: dict[PrefectFuture[RunRepair], RunEntry] = {}
+    while pending or in_flight:
+        while pending and len(in_flight) < settings.max_agents and gate.may_start():
+            entry = pending.popleft()
+            gate.started(entry.run)
+            in_flight[repair_run.submit(settings, entry.run, entry.status)] = entry
+        if not in_flight:
+            break
+        future = next(as_completed(list(in_flight)))
+        record = future.result()
+        gate.finished(
+            in_flight.pop(future).run, record.outcome, record.cost_usd, record.failure_class, record.reason
+        )
+        yield record
+    if pending:
+        gate.halted = gate.stopped
+        for entry in pending:
+            yield RunRepair(
+                run=entry.run, action="rerun", outcome="deferred", reason=f"not started: {gate.halted}"
+            )
+    yield from (f.result() for f in regenerating)
+
+
+def resume_or_finish(summary: RepairSummary, prefect_dir: Path, repair_id: str) -> None:
+    """End the repair: after a quota window, schedule (or tell the user about) its resume;
+    otherwise mark it finished, so the next repair gets a new id."""
+    resume_at = latest_resume_at(summary.runs)
+    if resume_at is None:
+        finish_repair(prefect_dir, repair_id)
+        return
+    note_resume(summary, resume_at, schedule_resume(resume_at))
