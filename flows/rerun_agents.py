@@ -29,6 +29,7 @@ from experiment.scan import RunEntry, ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
 from flows.scan import scan_experiment
 from operations.agent import AgentSettings
+from operations.judge.system_prompt import system_prompt_for, tiers_starts
 from operations.outcome import RunRepair
 from operations.settings import RepairSettings
 from operations.summary import RepairSummary
@@ -67,17 +68,29 @@ def rerun_agents(
     agent_command: list[str] | None = None,
     claude_binary: str = "claude",
     judge_base_url: str | None = None,
+    judge_system_prompt: str | None = None,
 ) -> RepairSummary:
-    """Repair one experiment; every CLI option of ``rerun-agents`` is a parameter."""
+    """Repair one experiment; every CLI option of ``rerun-agents`` is a parameter.
+
+    ``judge_system_prompt`` is the judges' system prompt file; by default the ProjectScylla
+    checkout's ``config/judge/system_prompt.md`` found from the tiers dir, else our fallback, which
+    the summary then says makes the re-judged runs not comparable with the others."""
     report = scan_experiment(experiment_dir, tiers, subtests, runs, statuses, tiers_dir)
     estimate = estimate_repair_cost(report)
     print(estimate.line())
+    context = load_context(Path(experiment_dir), Path(tiers_dir) if tiers_dir else None)
+    system_prompt = system_prompt_for(context, judge_system_prompt, tiers_dir)  # a wrong file stops here
+    todo = report.to_rerun() + report.to_regenerate()
+    fallback = todo and not system_prompt.comparable
+    judge_notes = [system_prompt.not_comparable_note(tiers_starts(context, tiers_dir))] if fallback else []
     if dry_run:
         return RepairSummary(
-            experiment=report.experiment, dry_run=True, before=report, estimated_cost_usd=estimate.total_usd
+            experiment=report.experiment,
+            dry_run=True,
+            before=report,
+            estimated_cost_usd=estimate.total_usd,
+            notes=list(judge_notes),
         )
-    context = load_context(Path(experiment_dir), Path(tiers_dir) if tiers_dir else None)
-    todo = report.to_rerun() + report.to_regenerate()
     check_can_repair(context, needs_agents=bool(report.to_rerun()))
     with RepairLock(context.layout).hold(description="rerun-agents"):
         repair_id, resumed = current_repair_id(context.layout.prefect_dir)
@@ -89,6 +102,7 @@ def rerun_agents(
                 context.config, command=agent_command, claude_binary=claude_binary
             ),
             judge_base_url=judge_base_url,
+            judge_system_prompt=system_prompt.path if system_prompt.source == "option" else None,
             max_agents=max_concurrent,
             judge_rpm=judge_rpm,
             max_in_flight=max_in_flight or max(8, 2 * max_concurrent),
@@ -113,6 +127,7 @@ def rerun_agents(
             aggregates_rebuilt=rebuilt,
             estimated_cost_usd=estimate.total_usd,
             stopped=gate.halted,
+            notes=list(judge_notes),
         )
         if gate.halted:
             summary.notes.append(f"Stopped starting new reruns: {gate.halted}.")
