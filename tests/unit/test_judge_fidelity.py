@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,18 +23,11 @@ from operations.judge.pipeline_result import PipelineResult
 from operations.judge.style import BASELINE_HEADER, PIPELINE_HEADER, PIPELINE_HEADER_AFTER, prompt_style
 from operations.judge.system_prompt import CHECKOUT_SYSTEM_PROMPT, find_checkout_system_prompt
 from simulation.messages_server import MessagesServer, ServerBehavior
-from tests.conftest import TIERS_FIXTURE
+from tests.conftest import FAKE_JUDGE_SYSTEM_PROMPT, TIERS_FIXTURE, make_fake_checkout
 
-CHECKOUT_TEXT = "You are the test checkout's judge. Score with care.\n"
+CHECKOUT_TEXT = FAKE_JUDGE_SYSTEM_PROMPT
 MODEL = "claude-opus-4-5-20251101"
-
-
-def make_checkout(root: Path, text: str = CHECKOUT_TEXT) -> Path:
-    """A fake ProjectScylla checkout: the tiers fixture and a judge system prompt."""
-    shutil.copytree(TIERS_FIXTURE, root)
-    (root / CHECKOUT_SYSTEM_PROMPT).parent.mkdir(parents=True)
-    (root / CHECKOUT_SYSTEM_PROMPT).write_text(text)
-    return root
+make_checkout = make_fake_checkout
 
 
 # -- the system prompt -----------------------------------------------------------------------------
