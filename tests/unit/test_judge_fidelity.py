@@ -23,7 +23,7 @@ from operations.judge.pipeline_result import PipelineResult
 from operations.judge.style import BASELINE_HEADER, PIPELINE_HEADER, PIPELINE_HEADER_AFTER, prompt_style
 from operations.judge.system_prompt import CHECKOUT_SYSTEM_PROMPT, find_checkout_system_prompt
 from simulation.messages_server import MessagesServer, ServerBehavior
-from tests.conftest import FAKE_JUDGE_SYSTEM_PROMPT, TIERS_FIXTURE, make_fake_checkout
+from tests.conftest import FAKE_JUDGE_SYSTEM_PROMPT, TIERS_FIXTURE, make_fake_checkout, strip_judgments
 
 CHECKOUT_TEXT = FAKE_JUDGE_SYSTEM_PROMPT
 MODEL = "claude-opus-4-5-20251101"
@@ -226,3 +226,35 @@ def test_committed_agent_work_shown_as_an_older_projectscylla_saw_it(tmp_path: P
     assert patch.startswith("## Unstaged Changes\ndiff --git a/gone.txt") and "+print(2)" in patch
     assert "new.py" not in patch and "CLAUDE.md" not in patch
     assert deleted == ["gone.txt"]
+
+
+# -- the dry run -----------------------------------------------------------------------------------
+
+
+def test_dry_run_says_whether_judgments_will_be_comparable(fixture_experiment: Path, tmp_path: Path, capsys):
+    from cli.common import run_command
+    from cli.rerun_agents import app
+
+    strip_judgments(fixture_experiment, ["T0/00/run_01"])
+    checkout = make_fake_checkout(tmp_path / "ProjectScylla")
+    dry = ["--dry-run", "--tiers-dir"]
+    assert run_command(app, [str(fixture_experiment), *dry, str(TIERS_FIXTURE)], "rerun-agents") == 0
+    out = capsys.readouterr().out
+    assert "Note: Judge system prompt: ProjectScylla's judge system prompt was not found" in out
+    assert "will NOT be comparable with the experiment's other judgments" in out
+    assert run_command(app, [str(fixture_experiment), *dry, str(checkout)], "rerun-agents") == 0
+    assert "comparable" not in capsys.readouterr().out
+    assert (
+        run_command(app, [str(fixture_experiment), *dry, str(TIERS_FIXTURE), "--json"], "rerun-agents") == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert data["judge_system_prompt"]["source"] == "fallback"
+    assert any("NOT be comparable" in note for note in data["notes"])
+    own = tmp_path / "system.md"
+    own.write_text("Mine.\n")
+    args = [str(fixture_experiment), *dry, str(TIERS_FIXTURE), "--json", "--judge-system-prompt", str(own)]
+    assert run_command(app, args, "rerun-agents") == 0
+    assert json.loads(capsys.readouterr().out)["judge_system_prompt"]["path"] == str(own)
+    missing = [str(fixture_experiment), "--dry-run", "--judge-system-prompt", str(tmp_path / "nope.md")]
+    assert run_command(app, missing, "rerun-agents") == 2
+    assert "The judge system prompt file does not exist" in capsys.readouterr().err
