@@ -33,6 +33,7 @@ def run_repair(
     max_in_flight: int | None,
     max_cost: float | None,
     agent_command: str | None,
+    judge_system_prompt: Path | None = None,
     as_json: bool,
     verbose: bool,
 ) -> int:
@@ -60,6 +61,7 @@ def run_repair(
         max_in_flight=max_in_flight,
         max_cost=max_cost,
         agent_command=shlex.split(agent_command) if agent_command else None,
+        judge_system_prompt=str(judge_system_prompt.expanduser().absolute()) if judge_system_prompt else None,
     )
     show_progress = sys.stdout.isatty() and not as_json
     from operations.agent import stop_agents

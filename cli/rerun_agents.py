@@ -8,6 +8,7 @@ neither Prefect nor a server (``import prefect`` alone costs 0.85 s). A real rep
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,6 +35,7 @@ from cli.output import (
 )
 from experiment.cost import estimate_repair_cost
 from experiment.scan import ScanFilters, load_context, parse_runs, parse_statuses, scan_in_process
+from operations.judge.system_prompt import system_prompt_for, tiers_starts
 
 app = make_app(__doc__.split("\n")[0])
 
@@ -88,6 +90,15 @@ def rerun_agents(
             help="Another agent's command line; {model}, {prompt_file}, {workspace}, {max_turns} are filled in.",
         ),
     ] = None,
+    judge_system_prompt: Annotated[
+        Path | None,
+        typer.Option(
+            "--judge-system-prompt",
+            metavar="FILE",
+            help="The judges' system prompt. Default: config/judge/system_prompt.md of the ProjectScylla "
+            "checkout the tiers dir belongs to (without one, judgments are not comparable).",
+        ),
+    ] = None,
 ) -> int:
     setup_logging(verbose)
     filters = ScanFilters(
@@ -97,6 +108,7 @@ def rerun_agents(
         statuses=parse_statuses(status or ()),
     )
     context = load_context(experiment_dir, tiers_dir)
+    system_prompt = system_prompt_for(context, judge_system_prompt, tiers_dir)  # a wrong file: one line
     if not dry_run:
         from cli.repair import run_repair
 
@@ -110,18 +122,27 @@ def rerun_agents(
             max_in_flight=max_in_flight,
             max_cost=max_cost,
             agent_command=agent_command,
+            judge_system_prompt=judge_system_prompt,
             as_json=as_json,
             verbose=verbose,
         )
     report = scan_in_process(context, filters)
     estimate = estimate_repair_cost(report, context.layout)
+    judging = bool(report.to_rerun() or report.to_regenerate())
+    judge_notes = (
+        [system_prompt.not_comparable_note(tiers_starts(context, tiers_dir))]
+        if judging and not system_prompt.comparable
+        else []
+    )
     if as_json:
         data = report.to_json_dict()
         data["estimated_cost_usd"] = round(estimate.total_usd, 6) if estimate.total_usd is not None else None
+        data["judge_system_prompt"] = system_prompt.record()
+        data["notes"] = [*report.notes, *judge_notes]
         typer.echo(json.dumps(data, indent=2))
         return 0
     typer.echo(dry_run_banner())
-    for note in report.notes:
+    for note in [*report.notes, *judge_notes]:
         typer.echo(f"Note: {note}")
     typer.echo(grouped_lists(report))
     typer.echo(classification_block(report))

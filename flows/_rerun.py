@@ -18,6 +18,7 @@ from experiment.attempt import finish_repair
 from experiment.guardrails import RerunGate
 from experiment.scan import ExperimentContext, RunEntry
 from operations.agent import AgentSettings
+from operations.judge.system_prompt import JudgeSystemPrompt, system_prompt_for, tiers_starts
 from operations.outcome import RunRepair
 from operations.settings import RepairSettings
 from operations.summarize import latest_resume_at, note_resume
@@ -35,6 +36,7 @@ def repair_settings(
     agent_command: list[str] | None,
     claude_binary: str,
     judge_base_url: str | None,
+    judge_system_prompt: str | None,
     max_concurrent: int,
     judge_rpm: int | None,
     max_in_flight: int | None,
@@ -47,11 +49,26 @@ def repair_settings(
         tiers_dir=tiers_dir,
         agent=AgentSettings.from_config(context.config, command=agent_command, claude_binary=claude_binary),
         judge_base_url=judge_base_url,
+        judge_system_prompt=judge_system_prompt,
         max_agents=max_concurrent,
         judge_rpm=judge_rpm,
         max_in_flight=max_in_flight or max(8, 2 * max_concurrent),
         max_cost_usd=max_cost,
     )
+
+
+def judge_system_prompt_choice(
+    context: ExperimentContext, option: str | None, tiers_dir: str | None, todo: list[RunEntry]
+) -> tuple[JudgeSystemPrompt, list[str]]:
+    """The judges' system prompt for this repair, and the note to show when it is our fallback.
+
+    A ``--judge-system-prompt`` file that does not exist stops the repair here, before anything
+    moves; with no checkout found, re-judged runs would not be comparable, and the summary says so.
+    """
+    system_prompt = system_prompt_for(context, option, tiers_dir)
+    fallback = bool(todo) and not system_prompt.comparable
+    notes = [system_prompt.not_comparable_note(tiers_starts(context, tiers_dir))] if fallback else []
+    return system_prompt, notes
 
 
 def repair_with_progress(

@@ -68,6 +68,7 @@ def nightly_repair(
     agent_command: list[str] | None = None,
     claude_binary: str = "claude",
     judge_base_url: str | None = None,
+    judge_system_prompt: str | None = None,
 ) -> NightlyReport:
     """Repair every experiment under ``experiments_root`` (default ``$SCYLLA_EXPERIMENTS_ROOT``)."""
     logger = get_run_logger()
@@ -112,6 +113,7 @@ def nightly_repair(
             agent_command=agent_command,
             claude_binary=claude_binary,
             judge_base_url=judge_base_url,
+            judge_system_prompt=judge_system_prompt,
             return_state=True,
         )
         record(row, state)

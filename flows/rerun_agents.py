@@ -24,7 +24,7 @@ from experiment.locks import RepairLock
 from experiment.preflight import check_can_repair
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
-from flows._rerun import repair_settings, repair_with_progress, resume_or_finish
+from flows._rerun import judge_system_prompt_choice, repair_settings, repair_with_progress, resume_or_finish
 from flows.scan import scan_experiment
 from operations.summarize import dry_run_summary, repair_summary
 from operations.summary import RepairSummary
@@ -61,15 +61,21 @@ def rerun_agents(
     agent_command: list[str] | None = None,
     claude_binary: str = "claude",
     judge_base_url: str | None = None,
+    judge_system_prompt: str | None = None,
 ) -> RepairSummary:
-    """Repair one experiment; every CLI option of ``rerun-agents`` is a parameter."""
+    """Repair one experiment; every CLI option of ``rerun-agents`` is a parameter.
+
+    ``judge_system_prompt`` is the judges' system prompt file; by default the ProjectScylla
+    checkout's ``config/judge/system_prompt.md`` found from the tiers dir, else our fallback, which
+    the summary then says makes the re-judged runs not comparable with the others."""
     report = scan_experiment(experiment_dir, tiers, subtests, runs, statuses, tiers_dir)
     estimate = estimate_repair_cost(report)
     print(estimate.line())
-    if dry_run:
-        return dry_run_summary(report, estimate.total_usd)
     context = load_context(Path(experiment_dir), Path(tiers_dir) if tiers_dir else None)
     todo = report.to_rerun() + report.to_regenerate()
+    system_prompt, judge_notes = judge_system_prompt_choice(context, judge_system_prompt, tiers_dir, todo)
+    if dry_run:
+        return dry_run_summary(report, estimate.total_usd, notes=judge_notes)
     check_can_repair(context, needs_agents=bool(report.to_rerun()))
     with RepairLock(context.layout).hold(description="rerun-agents"):
         repair_id, resumed = current_repair_id(context.layout.prefect_dir)
@@ -80,6 +86,7 @@ def rerun_agents(
             agent_command=agent_command,
             claude_binary=claude_binary,
             judge_base_url=judge_base_url,
+            judge_system_prompt=system_prompt.path if system_prompt.source == "option" else None,
             max_concurrent=max_concurrent,
             judge_rpm=judge_rpm,
             max_in_flight=max_in_flight,
@@ -99,6 +106,7 @@ def rerun_agents(
             estimated_cost_usd=estimate.total_usd,
             stopped=gate.halted,
             resumed_repair_id=repair_id if resumed else None,
+            notes=judge_notes,
         )
         resume_or_finish(summary, context.layout.prefect_dir, repair_id)
     filters = ScanFilters(tuple(tiers or ()), tuple(subtests or ()), tuple(runs or ()))

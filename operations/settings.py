@@ -28,6 +28,11 @@ class RepairSettings(BaseModel):
     agent: AgentSettings = Field(description="How to run the agent (no secrets).")
     judge_base_url: str | None = Field(default=None, description="Overrides ANTHROPIC_BASE_URL.")
     judge_timeout_seconds: float = Field(default=300.0, description="Timeout of one judge request.")
+    judge_system_prompt: str | None = Field(
+        default=None,
+        description="The judge system prompt file; None: the ProjectScylla checkout's "
+        "config/judge/system_prompt.md found from the tiers dir, else our (non-comparable) fallback.",
+    )
     max_agents: int = Field(default=4, ge=1, description="Parallel agents (--max-concurrent).")
     judge_rpm: int | None = Field(default=None, ge=1, description="Judge requests per minute.")
     max_in_flight: int = Field(default=8, ge=1, description="Concurrent provider calls before adapting.")

@@ -15,10 +15,16 @@ from operations.outcome import RunRepair
 from operations.summary import RepairSummary
 
 
-def dry_run_summary(report: ScanReport, estimated_cost_usd: float | None) -> RepairSummary:
+def dry_run_summary(
+    report: ScanReport, estimated_cost_usd: float | None, notes: list[str] | None = None
+) -> RepairSummary:
     """The summary of a dry run: the classification and the estimate, nothing changed."""
     return RepairSummary(
-        experiment=report.experiment, dry_run=True, before=report, estimated_cost_usd=estimated_cost_usd
+        experiment=report.experiment,
+        dry_run=True,
+        before=report,
+        estimated_cost_usd=estimated_cost_usd,
+        notes=list(notes or ()),
     )
 
 
@@ -30,6 +36,7 @@ def repair_summary(
     estimated_cost_usd: float | None,
     stopped: str | None,
     resumed_repair_id: str | None,
+    notes: list[str] | None = None,
 ) -> RepairSummary:
     """The summary of a repair that ran: its run records, and a note for a stop or a resume."""
     summary = RepairSummary(
@@ -39,6 +46,7 @@ def repair_summary(
         aggregates_rebuilt=aggregates_rebuilt,
         estimated_cost_usd=estimated_cost_usd,
         stopped=stopped,
+        notes=list(notes or ()),
     )
     if stopped:
         summary.notes.append(f"Stopped starting new reruns: {stopped}.")

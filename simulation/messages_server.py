@@ -220,6 +220,7 @@ class _State:
         self.accepted_times: list[float] = []  # wall-clock times of accepted requests
         self.seq_index = 0
         self.rng = random.Random(self.behavior.seed)
+        self.systems: list[str] = []  # distinct system prompts received, in order (for fidelity tests)
 
     def snapshot(self) -> dict:
         per_minute: dict[int, int] = {}
@@ -238,6 +239,7 @@ class _State:
             "rpm_violations_rejected": self.rpm_violations_rejected,
             "per_minute": [per_minute.get(m, 0) for m in range(n_minutes)],
             "accepted_times": list(self.accepted_times),
+            "systems": list(self.systems),
             "started_at": self.started_at,
             "behavior": dataclasses.asdict(self.behavior),
         }
@@ -353,6 +355,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, problem)
             return
         model = body["model"]
+        with st.lock:
+            if body.get("system") not in st.systems:
+                st.systems.append(body.get("system"))
 
         # Admission: concurrency, then the rpm window.
         with st.lock:

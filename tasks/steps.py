@@ -33,7 +33,13 @@ from experiment.regenerate import RunRegeneration, apply_to_checkpoint, regenera
 from experiment.status import RunStatus, classify_run
 from operations.agent import AgentOutcome, run_agent
 from operations.archive import archive_run
-from operations.judge import JudgeSettings, JudgeSlotOutcome, ensure_judge_prompt, run_judge_slot
+from operations.judge import (
+    JudgeSettings,
+    JudgeSlotOutcome,
+    ensure_judge_prompt,
+    run_judge_slot,
+    system_prompt_for,
+)
 from operations.settings import RepairSettings, budget_for, context_for
 from operations.workspace import prepare_workspace
 from tasks.limits import ProviderLimits, agent_slot, judge_token
@@ -183,6 +189,7 @@ def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> J
     if settings.judge_base_url:
         overrides["base_url"] = settings.judge_base_url
     judge_settings = JudgeSettings.from_env(**overrides)
+    system = system_prompt_for(context, settings.judge_system_prompt, settings.tiers_dir)
     prompt = ensure_judge_prompt(context, run_dir, run_dir / "workspace")
     budget = budget_for(settings)
     # The Prefect token first: its latency (0.1-5 s on SQLite) overlaps other calls instead of
@@ -190,7 +197,7 @@ def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> J
     judge_token(provider_limits(settings))
     try:
         with budget.judge_request():
-            outcome = run_judge_slot(run_dir, slot, model, prompt, judge_settings)
+            outcome = run_judge_slot(run_dir, slot, model, prompt, judge_settings, system=system)
     except AttemptFailed as exc:
         if exc.failure.kind is FailureClass.QUOTA_WINDOW:
             resume_at = time.time() + (exc.failure.retry_after_seconds or 3600.0)

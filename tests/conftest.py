@@ -38,6 +38,33 @@ def copy_fixture_experiment(dest: Path) -> Path:
     return dest
 
 
+FAKE_JUDGE_SYSTEM_PROMPT = "You are the test checkout's judge. Score with care.\n"
+"""Test text standing in for ProjectScylla's config/judge/system_prompt.md (not ours to copy)."""
+
+
+def make_fake_checkout(root: Path, system_prompt: str = FAKE_JUDGE_SYSTEM_PROMPT) -> Path:
+    """A small fake ProjectScylla checkout: the BSD-3 tiers fixture plus a judge system prompt."""
+    shutil.copytree(TIERS_FIXTURE, root)
+    prompt = root / "config" / "judge" / "system_prompt.md"
+    prompt.parent.mkdir(parents=True)
+    prompt.write_text(system_prompt)
+    return root
+
+
+def strip_judgments(experiment: Path, runs: list[str]) -> dict[str, str]:
+    """Remove what judging produced in completed ``runs`` (T0/00/run_01, ...): the judges, the
+    judge prompt, the pipeline scripts and the run's results. Returns the stored judge prompts."""
+    stored = {}
+    for run in runs:
+        run_dir = experiment / run
+        stored[run] = (run_dir / "judge_prompt.md").read_text()
+        for name in ("judge", "commands"):
+            shutil.rmtree(run_dir / name)
+        for name in ("judge_prompt.md", "run_result.json", "report.json", "report.md"):
+            (run_dir / name).unlink(missing_ok=True)
+    return stored
+
+
 @pytest.fixture
 def fixture_experiment(tmp_path: Path) -> Path:
     """A writable copy of the real experiment, placed where no tiers dir can be auto-detected."""

@@ -50,6 +50,9 @@ class JudgeSettings(BaseModel):
     """Timeout of one HTTP request."""
     max_tokens: int = Field(default=4096, ge=1)
     """``max_tokens`` of the judge answer."""
+    temperature: float = Field(default=1.0, ge=0.0, le=1.0)
+    """``temperature`` of the judge request: 1.0, the API's default, which is what ProjectScylla's
+    judges (the ``claude`` CLI, which sets none) ran with."""
     anthropic_version: str = "2023-06-01"
     """``anthropic-version`` header."""
 
@@ -75,6 +78,10 @@ class JudgeSettings(BaseModel):
         values: dict[str, Any] = {"api_key": key}
         values.update(overrides)
         return cls(**values)
+
+    def request_parameters(self, model: str) -> dict[str, object]:
+        """The sampling parameters of a request to ``model``, as recorded with each judge slot."""
+        return {"model": model, "max_tokens": self.max_tokens, "temperature": self.temperature}
 
     @property
     def messages_url(self) -> str:
@@ -117,8 +124,7 @@ def call_judge(
 ) -> JudgeCall:
     """One ``POST /v1/messages``; errors are raised classified (see the module table)."""
     body = {
-        "model": model,
-        "max_tokens": settings.max_tokens,
+        **settings.request_parameters(model),
         "system": system,
         "messages": [{"role": "user", "content": prompt}],
     }

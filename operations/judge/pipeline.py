@@ -1,150 +1,250 @@
-"""The build/lint/test pipeline run in the workspace for the judge prompt, and its prompt section.
+"""The build/lint/test pipeline the judge prompt reports, run in the workspace as ProjectScylla runs it.
 
-This is the one place that decides which checks run for a language and how their results read in
-``judge_prompt.md`` (:func:`pipeline_section`). Every command is also written as a script under
-``run_dir/commands/`` (plus ``run_all.sh``) so a reader can replay exactly what the judge saw.
-Commands run as argument lists in their own process group, with a timeout that kills the group.
+Same steps, commands, timeouts, N/A cases and wording as ProjectScylla, so a re-judged run's
+pipeline section reads as its siblings' did:
+
+* Python: ``python -m compileall -q .`` (then every ``*.py`` of the workspace root is run, its
+  output cut to 500 characters), ``ruff check .``, ``pytest -v`` (exit 5, no tests collected,
+  counts as passed and N/A), ``pre-commit run --all-files`` (a missing ``.pre-commit-config.yaml``
+  counts as passed and N/A). A missing tool is N/A ("ruff not available, skipping format check").
+* Mojo: ``pixi run mojo build .`` / ``mojo format .`` / ``mojo test`` (or, in the modular
+  monorepo, ``./bazelw build //mojo/...``, ``./bazelw run format`` and ``pixi run tests``), then
+  pre-commit.
+
+The tools are looked up in this interpreter's bin dir first (our install ships ruff, pytest and
+pre-commit), then on PATH, so no set-up is needed. Byte code goes to a ``PYTHONPYCACHEPREFIX``
+outside the workspace, so the pipeline leaves no ``__pycache__`` the rubric would count against
+the agent. Each command runs as an argument list in its own process group; a timeout kills the group.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from experiment.jsonio import atomic_write_text
-from experiment.models import ExperimentConfig
+from operations.judge.pipeline_result import PipelineResult
 
-__all__ = ["PIPELINE_TIMEOUT", "STEP_OUTPUT_LIMIT", "pipeline_section"]
+__all__ = ["SCRIPT_OUTPUT_LIMIT", "is_modular_repo", "pipeline_env", "run_pipeline", "tool_path"]
 
-STEP_OUTPUT_LIMIT = 2_000
-PIPELINE_TIMEOUT = 60.0
-
-
-def _truncate(text: str, limit: int = STEP_OUTPUT_LIMIT) -> str:
-    return (
-        text
-        if len(text) <= limit
-        else text[:limit] + f"\n... (truncated, {len(text) - limit} more characters)"
-    )
+SCRIPT_OUTPUT_LIMIT = 500
+"""Characters of a workspace script's stdout (and of its stderr) shown in the build step."""
 
 
-def _run_step(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Run one pipeline command in its own process group; (exit code, combined output)."""
+def tool_path() -> str:
+    """PATH with this interpreter's bin dir first: where our install puts ruff, pytest, pre-commit."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+
+
+def pipeline_env() -> dict[str, str]:
+    """The pipeline's environment: ours, our tools first, byte code outside the workspace."""
+    env = dict(os.environ)
+    env["PATH"] = tool_path()
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "scylla_pycache")
+    return env
+
+
+@dataclass
+class _Ran:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def combined(self) -> str:
+        return self.stdout + "\n" + self.stderr
+
+
+class _NotFound(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"[Errno 2] No such file or directory: '{name}'")
+
+
+class _TimedOut(Exception):
+    def __init__(self, argv: list[str], timeout: int) -> None:
+        self.timeout = timeout
+        super().__init__(f"Command '{argv!r}' timed out after {timeout} seconds")
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout: int) -> _Ran:
+    """Run ``argv`` (its program looked up on the env's PATH); raise _NotFound/_TimedOut."""
+    program = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH"))
+    if program is None or not cwd.is_dir():
+        raise _NotFound(argv[0] if program is None else str(cwd))
     try:
         proc = subprocess.Popen(
-            argv,
+            [program, *argv[1:]],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
-    except OSError as exc:
-        return -1, f"cannot run {argv[0]}: {exc}"
+    except FileNotFoundError:
+        raise _NotFound(argv[0]) from None
     try:
-        out, _ = proc.communicate(timeout=PIPELINE_TIMEOUT)
-        code = proc.returncode
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        code = -1
-        out = (out or b"") + f"\n(timed out after {PIPELINE_TIMEOUT:g}s)\n".encode()
+        proc.communicate()
+        raise _TimedOut(argv, timeout) from None
     finally:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    return code, (out or b"").decode("utf-8", "replace")
+            os.killpg(proc.pid, signal.SIGKILL)  # anything the step left running in its group
+    return _Ran(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
-def _write_script(path: Path, title: str, workspace: Path, command: list[str]) -> None:
-    atomic_write_text(
-        path,
-        "#!/usr/bin/env bash\n"
-        f"# {title}\n"
-        "# Generated by scylla-repair\n\n"
-        "set -euo pipefail\n\n"
-        f"WORKSPACE={shlex.quote(str(workspace))}\n\n"
-        'cd "$WORKSPACE"\n'
-        f"{shlex.join(command)}\n",
+Step = tuple[bool, bool, str]
+"""(passed, na, output) of one step."""
+
+
+def _run_scripts(workspace: Path, env: dict[str, str]) -> list[str]:
+    """Run every ``*.py`` of the workspace root, in name order, for functional verification."""
+    lines: list[str] = []
+    scripts = sorted(workspace.glob("*.py"))
+    if scripts:
+        lines.append("\n## Script Execution Results\n")
+    for script in scripts:
+        lines.append(f"\n### Running: python {script.name}")
+        try:
+            ran = _run(["python", script.name], workspace, env, 30)
+        except _TimedOut:
+            lines.append("Execution timed out (30s)")
+            continue
+        except _NotFound as exc:
+            lines.append(f"Execution error: {exc}")
+            continue
+        lines.append(f"Exit code: {ran.code}")
+        if ran.stdout:
+            lines.append(f"Output:\n{ran.stdout[:SCRIPT_OUTPUT_LIMIT]}")
+        if ran.stderr:
+            lines.append(f"Stderr:\n{ran.stderr[:SCRIPT_OUTPUT_LIMIT]}")
+    return lines
+
+
+def _python_build(workspace: Path, env: dict[str, str]) -> Step:
+    try:
+        ran = _run(["python", "-m", "compileall", "-q", "."], workspace, env, 300)
+    except (_TimedOut, _NotFound) as exc:
+        return False, False, f"Error: {exc}"
+    if ran.code != 0:
+        return False, False, ran.combined
+    lines = ["Python syntax check passed", *_run_scripts(workspace, env)]
+    return True, False, "\n".join(lines)
+
+
+def _checked(
+    argv: list[str], cwd: Path, env: dict[str, str], timeout: int, missing: str | None, na_when=None
+) -> Step:
+    """A step that passes on exit 0; ``missing`` is the N/A text when the tool is absent (None: a
+    failure ``Error: ...``); ``na_when(ran)`` marks a run as passed-and-N/A."""
+    try:
+        ran = _run(argv, cwd, env, timeout)
+    except _NotFound as exc:
+        return (True, True, missing) if missing is not None else (False, False, f"Error: {exc}")
+    except _TimedOut as exc:
+        return False, False, f"Error: {exc}"
+    if na_when is not None and na_when(ran):
+        return True, True, ran.combined
+    return ran.code == 0, False, ran.combined
+
+
+def _precommit(workspace: Path, env: dict[str, str]) -> Step:
+    return _checked(
+        ["pre-commit", "run", "--all-files"],
+        workspace,
+        env,
+        300,
+        "pre-commit not available, skipping",
+        lambda ran: ".pre-commit-config.yaml is not a file" in ran.combined,
     )
-    path.chmod(0o755)
 
 
-def _python_pipeline(run_dir: Path, workspace: Path, changes: list[tuple[str, str]]) -> tuple[bool, str]:
-    """Syntax check plus, when the agent added or changed exactly one top-level script, running it.
+def _python_pipeline(workspace: Path, env: dict[str, str]) -> list[Step]:
+    return [
+        _python_build(workspace, env),
+        _checked(["ruff", "check", "."], workspace, env, 120, "ruff not available, skipping format check"),
+        _checked(
+            ["pytest", "-v"], workspace, env, 600, "pytest not available, skipping", lambda r: r.code == 5
+        ),
+        _precommit(workspace, env),
+    ]
 
-    Byte code goes to a temporary ``PYTHONPYCACHEPREFIX`` so the pipeline leaves no
-    ``__pycache__`` in the workspace (which the rubric would count against the agent).
-    """
-    commands = run_dir / "commands"
-    commands.mkdir(parents=True, exist_ok=True)
-    python = sys.executable
-    with tempfile.TemporaryDirectory(prefix="scylla-pycache-") as cache:
-        env = {k: v for k, v in os.environ.items() if k != "CLAUDECODE"}
-        env.update(PYTHONPYCACHEPREFIX=cache, PYTHONDONTWRITEBYTECODE="1")
-        check = [python, "-m", "compileall", "-q", "."]
-        _write_script(commands / "python_check.sh", "Python syntax check script", workspace, check)
-        code, output = _run_step(check, workspace, env)
-        check_ok = code == 0
-        lines = ["Python syntax check passed" if check_ok else f"Python syntax check FAILED (exit {code})"]
-        if output.strip():
-            lines.append(output.rstrip())
-        scripts = [
-            path
-            for path, what in changes
-            if what in ("created", "modified") and "/" not in path and path.endswith(".py")
-        ]
-        run_ok = True
-        steps = [("python_check.sh", "Python Syntax Check")]
-        if len(scripts) == 1:
-            script = scripts[0]
-            command = [python, script]
-            _write_script(commands / "python_run.sh", f"Run {script}", workspace, command)
-            steps.append(("python_run.sh", f"Running {script}"))
-            code, output = _run_step(command, workspace, env)
-            run_ok = code == 0
-            lines += [
-                "",
-                "## Script Execution Results",
-                "",
-                f"### Running: python {script}",
-                f"Exit code: {code}",
-            ]
-            lines += ["Output:", output.rstrip()]
-        text = "\n".join(lines) + "\n"
-    atomic_write_text(commands / "python_build_output.log", text)
-    run_all = (
-        "#!/usr/bin/env bash\n# Run all build/lint/test tools\n# Generated by scylla-repair\n\n"
-        'set -euo pipefail\n\nCOMMANDS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"\n'
+
+def is_modular_repo(workspace: Path) -> bool:
+    """The modular/mojo monorepo: ``bazelw`` at the root and a ``mojo/`` dir."""
+    return (workspace / "bazelw").exists() and (workspace / "mojo").is_dir()
+
+
+def _mojo_build(workspace: Path, env: dict[str, str], modular: bool) -> Step:
+    argv, timeout = (
+        (["./bazelw", "build", "//mojo/..."], 1800)
+        if modular
+        else (["pixi", "run", "mojo", "build", "."], 300)
     )
-    for script_name, title in steps:
-        run_all += f'\necho "=== {title} ==="\n"$COMMANDS_DIR/{script_name}"\n'
-    atomic_write_text(commands / "run_all.sh", run_all)
-    (commands / "run_all.sh").chmod(0o755)
-    passed = check_ok and run_ok
-    section = (
-        f"**Overall Status**: {'ALL PASSED ✓' if passed else 'SOME FAILED ✗'}\n\n"
-        f"### Python Build ({'PASSED' if passed else 'FAILED'})\n\n```\n{_truncate(text)}\n```\n"
+    try:
+        ran = _run(argv, workspace, env, timeout)
+    except _TimedOut as exc:
+        return False, False, f"Build timed out after {exc.timeout} seconds"
+    except _NotFound as exc:
+        return False, False, f"Build tool not found: {exc}"
+    return ran.code == 0, False, ran.combined
+
+
+def _mojo_pipeline(workspace: Path, env: dict[str, str]) -> list[Step]:
+    modular = is_modular_repo(workspace)
+    mojo_dir = workspace / "mojo"
+    if modular:
+        fmt = _checked(["./bazelw", "run", "format"], workspace, env, 120, None)
+        test_argv, test_cwd = ["pixi", "run", "tests"], mojo_dir
+    else:
+        fmt = _checked(
+            ["pixi", "run", "mojo", "format", "."],
+            mojo_dir if mojo_dir.is_dir() else workspace,
+            env,
+            120,
+            None,
+        )
+        test_argv, test_cwd = ["pixi", "run", "mojo", "test"], workspace
+    test = _checked(
+        test_argv,
+        test_cwd,
+        env,
+        600,
+        "mojo test not available, skipping",
+        lambda ran: "No tests found" in ran.combined or ran.code == 5,
     )
-    return passed, section
+    return [_mojo_build(workspace, env, modular), fmt, test, _precommit(workspace, env)]
 
 
-def pipeline_section(
-    config: ExperimentConfig, run_dir: Path, workspace: Path, changes: list[tuple[str, str]]
-) -> str:
-    """The body of the prompt's "Build/Lint/Test Pipeline Results" section, running the pipeline
-    of the experiment's language in ``workspace`` (nothing runs when the workspace is gone)."""
-    language = (config.language or "").lower()
-    if not workspace.is_dir():
-        return "_Pipeline not run: the workspace no longer exists._\n"
-    if language == "python":
-        _, section = _python_pipeline(run_dir, workspace, changes)
-        return section
-    return f"No pipeline for {config.language or 'unknown language'}.\n"
+def run_pipeline(workspace: Path, language: str) -> PipelineResult:
+    """Run the pipeline of ``language`` (python, else mojo, as ProjectScylla routes) in ``workspace``."""
+    env = pipeline_env()
+    workspace = Path(workspace)
+    language = "python" if (language or "python").lower() == "python" else "mojo"
+    steps = _python_pipeline(workspace, env) if language == "python" else _mojo_pipeline(workspace, env)
+    (build, fmt, test, precommit) = steps
+    return PipelineResult(
+        language=language,
+        build_passed=build[0],
+        build_na=build[1],
+        build_output=build[2],
+        format_passed=fmt[0],
+        format_na=fmt[1],
+        format_output=fmt[2],
+        test_passed=test[0],
+        test_na=test[1],
+        test_output=test[2],
+        precommit_passed=precommit[0],
+        precommit_na=precommit[1],
+        precommit_output=precommit[2],
+        all_passed=all(step[0] for step in steps),
+    )
