@@ -101,10 +101,10 @@ def runs(log_path: str | os.PathLike[str]) -> list[dict]:
             merged.append(run)
             open_by_pid[e["pid"]] = run
         elif e.get("event") == "end":
-            run = open_by_pid.pop(e.get("pid"), None)
-            if run is not None:
-                run["exit_code"] = e.get("exit_code")
-                run["end_time"] = e.get("time")
+            ended = open_by_pid.pop(e.get("pid"), None)
+            if ended is not None:
+                ended["exit_code"] = e.get("exit_code")
+                ended["end_time"] = e.get("time")
     return merged
 
 
