@@ -53,6 +53,12 @@ class RunWriter:
         return index
 
     # -- the agent ----------------------------------------------------------------------------
+    def write_command_log(self, agent: Path, entry: CommandLogEntry) -> None:
+        """The agent's ``command_log.json`` holding its one command."""
+        write_json(
+            agent / "command_log.json", CommandLog(generated_at=self.now, total_commands=1, commands=[entry])
+        )
+
     def claude_output(self, *, rate_limited: bool = False) -> ClaudeOutput:
         """Claude Code's ``--output-format json`` result: a normal finish, or the rate-limit answer."""
         rng = self.rng
@@ -135,39 +141,33 @@ class RunWriter:
         if with_stderr:
             write_text(agent / "stderr.log", stderr)
             write_text(agent / "cmd_0000_stderr.log", stderr)
-        write_json(
-            agent / "command_log.json",
-            CommandLog(
-                generated_at=self.now,
-                total_commands=1,
-                commands=[
-                    CommandLogEntry(
-                        timestamp=self.now,
-                        command=[
-                            "claude",
-                            "--model",
-                            AGENT_MODEL,
-                            "--print",
-                            "--output-format",
-                            "json",
-                            "--dangerously-skip-permissions",
-                            str(agent / "prompt.md"),
-                        ],
-                        cwd=str(ws),
-                        env_vars={
-                            "PATH": "/usr/bin:/bin",
-                            "HOME": "/home/scylla",
-                            "USER": "scylla",
-                            "SHELL": "/bin/bash",
-                            "LANG": "C.UTF-8",
-                            "ANTHROPIC_API_KEY": "[REDACTED]",
-                        },
-                        exit_code=exit_code,
-                        stdout_file="cmd_0000_stdout.log",
-                        stderr_file="cmd_0000_stderr.log",
-                        duration_seconds=duration,
-                    )
+        self.write_command_log(
+            agent,
+            CommandLogEntry(
+                timestamp=self.now,
+                command=[
+                    "claude",
+                    "--model",
+                    AGENT_MODEL,
+                    "--print",
+                    "--output-format",
+                    "json",
+                    "--dangerously-skip-permissions",
+                    str(agent / "prompt.md"),
                 ],
+                cwd=str(ws),
+                env_vars={
+                    "PATH": "/usr/bin:/bin",
+                    "HOME": "/home/scylla",
+                    "USER": "scylla",
+                    "SHELL": "/bin/bash",
+                    "LANG": "C.UTF-8",
+                    "ANTHROPIC_API_KEY": "[REDACTED]",
+                },
+                exit_code=exit_code,
+                stdout_file="cmd_0000_stdout.log",
+                stderr_file="cmd_0000_stderr.log",
+                duration_seconds=duration,
             ),
         )
         write_json(agent / "timing.json", AgentTiming(agent_duration_seconds=duration, measured_at=self.now))
@@ -297,19 +297,13 @@ class RunWriter:
             agent.mkdir(parents=True, exist_ok=True)
             write_text(agent / "prompt.md", PROMPT)
             if self.variant(status, 2) == 1:
-                write_json(
-                    agent / "command_log.json",
-                    CommandLog(
-                        generated_at=self.now,
-                        total_commands=1,
-                        commands=[
-                            CommandLogEntry(
-                                timestamp=self.now,
-                                command=["claude", "--model", AGENT_MODEL],
-                                exit_code=0,
-                                duration_seconds=0.0,
-                            )
-                        ],
+                self.write_command_log(
+                    agent,
+                    CommandLogEntry(
+                        timestamp=self.now,
+                        command=["claude", "--model", AGENT_MODEL],
+                        exit_code=0,
+                        duration_seconds=0.0,
                     ),
                 )
                 return "prompt_and_command_log", None
