@@ -94,17 +94,17 @@ def count_starts(log_path: str | os.PathLike[str], match: str | None = None) -> 
 def runs(log_path: str | os.PathLike[str]) -> list[dict]:
     """Start events merged with their end event (``exit_code``/``end_time``; None while still running)."""
     merged: list[dict] = []
-    open_by_pid: dict[int, dict] = {}
+    open_by_pid: dict[int | None, dict] = {}
     for e in read_invocations(log_path):
         if e.get("event") == "start":
             run = dict(e, exit_code=None, end_time=None)
             merged.append(run)
             open_by_pid[e["pid"]] = run
         elif e.get("event") == "end":
-            run = open_by_pid.pop(e.get("pid"), None)
-            if run is not None:
-                run["exit_code"] = e.get("exit_code")
-                run["end_time"] = e.get("time")
+            ended = open_by_pid.pop(e.get("pid"), None)
+            if ended is not None:
+                ended["exit_code"] = e.get("exit_code")
+                ended["end_time"] = e.get("time")
     return merged
 
 
@@ -113,7 +113,7 @@ def peak_concurrency(log_path: str | os.PathLike[str]) -> int:
 
     Uses the append order of the log (appends are serialised by a lock, so the order is real).
     """
-    running: set[int] = set()
+    running: set[int | None] = set()
     peak = 0
     for e in read_invocations(log_path):
         pid = e.get("pid")

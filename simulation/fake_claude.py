@@ -24,28 +24,36 @@ Other environment variables:
 - ``FAKE_CLAUDE_SLOW_DELAY``: delay of ``slow_success`` (default 2.0 s), added to FAKE_CLAUDE_DELAY.
 - ``FAKE_CLAUDE_LOG``: JSON-lines invocation log; one ``start`` and one ``end`` event per process,
   appended under an exclusive lock.  Environment values are never logged.
+
+The result objects it prints are built in ``fake_claude_results``. ``simulation/bin/claude`` puts
+the project root on ``sys.path`` and calls :func:`main`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
+
+from simulation.fake_claude_results import (
+    HELLO_FILE,
+    OVERLOADED_TEXT,
+    RATE_LIMIT_TEXT,
+    empty_model_usage,
+    result_object,
+    success_result,
+    zero_usage,
+)
 
 VERSION = "2.1.12 (Claude Code)"
 DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
 MODES = ("success", "slow_success", "fail", "rate_limit", "overloaded", "hang")
-HELLO_FILE = "hello.py"
 HELLO_CONTENT = 'print("Hello, World!")\n'
-RATE_LIMIT_TEXT = "You've hit your limit · resets 4pm (America/Los_Angeles)"
-OVERLOADED_TEXT = 'API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
 
 
 class UsageError(Exception):
@@ -178,122 +186,6 @@ def select_mode(cwd: str) -> tuple[str, dict]:
     return os.environ.get("FAKE_CLAUDE_MODE", "success") or "success", {"rule": None}
 
 
-# --------------------------------------------------------------------------- result objects
-
-
-def _seed(*parts: str) -> int:
-    digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
-def _zero_usage() -> dict:
-    return {
-        "input_tokens": 0,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "output_tokens": 0,
-        "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
-        "service_tier": "standard",
-        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
-    }
-
-
-def _result(
-    *,
-    subtype: str,
-    is_error: bool,
-    started: float,
-    num_turns: int,
-    text: str,
-    cost: float,
-    usage: dict,
-    model_usage: dict,
-    extra: dict | None = None,
-) -> dict:
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    obj: dict = {
-        "type": "result",
-        "subtype": subtype,
-        "is_error": is_error,
-        "duration_ms": elapsed_ms,
-        "duration_api_ms": max(0, elapsed_ms - 5),
-        "num_turns": num_turns,
-        "result": text,
-        "session_id": str(uuid.uuid4()),
-        "total_cost_usd": cost,
-    }
-    if extra:
-        obj.update(extra)
-    obj["usage"] = usage
-    obj["modelUsage"] = model_usage
-    obj["permission_denials"] = []
-    obj["uuid"] = str(uuid.uuid4())
-    return obj
-
-
-def success_result(model: str, prompt: str, cwd: str, started: float) -> dict:
-    seed = _seed(model, prompt, cwd)
-    input_tokens = 20 + seed % 40
-    cache_creation = 20000 + (seed >> 8) % 6000
-    cache_read = 100000 + (seed >> 20) % 30000
-    output_tokens = 400 + (seed >> 36) % 900
-    # Sonnet-like pricing per token.
-    cost = round(
-        input_tokens * 3e-6 + cache_creation * 3.75e-6 + cache_read * 0.3e-6 + output_tokens * 15e-6,
-        7,
-    )
-    usage = {
-        "input_tokens": input_tokens,
-        "cache_creation_input_tokens": cache_creation,
-        "cache_read_input_tokens": cache_read,
-        "output_tokens": output_tokens,
-        "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
-        "service_tier": "standard",
-        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": cache_creation},
-    }
-    model_usage = {
-        model: {
-            "inputTokens": input_tokens,
-            "outputTokens": output_tokens,
-            "cacheReadInputTokens": cache_read,
-            "cacheCreationInputTokens": cache_creation,
-            "webSearchRequests": 0,
-            "costUSD": cost,
-            "contextWindow": 200000,
-            "maxOutputTokens": 64000,
-        }
-    }
-    text = (
-        f"I created `{HELLO_FILE}` which prints `Hello, World!`. "
-        f"Running `python {HELLO_FILE}` outputs the expected greeting."
-    )
-    return _result(
-        subtype="success",
-        is_error=False,
-        started=started,
-        num_turns=6,
-        text=text,
-        cost=cost,
-        usage=usage,
-        model_usage=model_usage,
-    )
-
-
-def _empty_model_usage(model: str) -> dict:
-    return {
-        model: {
-            "inputTokens": 0,
-            "outputTokens": 0,
-            "cacheReadInputTokens": 0,
-            "cacheCreationInputTokens": 0,
-            "webSearchRequests": 0,
-            "costUSD": 0,
-            "contextWindow": 200000,
-            "maxOutputTokens": 64000,
-        }
-    }
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -393,36 +285,36 @@ def _run_mode(mode: str, opts: dict, cwd: str, started: float) -> int:
 
     if mode == "fail":
         sys.stderr.write("Error: simulated agent crash\n")
-        obj = _result(
+        obj = result_object(
             subtype="error_during_execution",
             is_error=True,
             started=started,
             num_turns=2,
             text="simulated failure",
             cost=0.0123,
-            usage=_zero_usage(),
-            model_usage=_empty_model_usage(model),
+            usage=zero_usage(),
+            model_usage=empty_model_usage(model),
         )
     elif mode == "rate_limit":
-        obj = _result(
+        obj = result_object(
             subtype="success",
             is_error=True,
             started=started,
             num_turns=1,
             text=RATE_LIMIT_TEXT,
             cost=0,
-            usage=_zero_usage(),
+            usage=zero_usage(),
             model_usage={},
         )
     else:  # overloaded
-        obj = _result(
+        obj = result_object(
             subtype="success",
             is_error=True,
             started=started,
             num_turns=1,
             text=OVERLOADED_TEXT,
             cost=0,
-            usage=_zero_usage(),
+            usage=zero_usage(),
             model_usage={},
             extra={"api_error_status": 529},
         )
