@@ -64,9 +64,9 @@ def worktree_branch(workspace: Path, repo: Path | None = None) -> str | None:
         admin = Path(pointer.removeprefix("gitdir:").strip())
         if not admin.is_absolute():
             admin = dot_git.parent / admin
-        if repo is not None and (Path(repo) / ".git").is_dir():
-            if not admin.resolve().is_relative_to((Path(repo) / ".git").resolve()):
-                return None
+        common = Path(repo) / ".git" if repo is not None else None
+        if common is not None and common.is_dir() and not admin.resolve().is_relative_to(common.resolve()):
+            return None
         head = (admin / "HEAD").read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
