@@ -104,6 +104,10 @@ def parse_args(argv: list[str]) -> dict:
             opts["print"] = True
         elif arg == "--dangerously-skip-permissions":
             opts["skip_permissions"] = True
+        elif arg in ("--system-prompt", "--tools", "--agent"):  # accepted (recorded in the log's argv)
+            if i + 1 >= len(argv):
+                raise UsageError(f"error: option '{arg}' argument missing")
+            i += 1
         elif arg in ("--model", "--output-format", "--max-turns"):
             if i + 1 >= len(argv):
                 raise UsageError(f"error: option '{arg}' argument missing")
