@@ -133,6 +133,12 @@ def test_dry_run_changes_nothing_and_filters_apply(tmp_path, monkeypatch, capsys
 
 def test_cli_rejudges_and_reports(tmp_path, monkeypatch, capsys):
     exp = broken_experiment(tmp_path)
+    from cli.regenerate_results import app as regenerate_app
+
+    run_command(
+        regenerate_app, [str(exp), "--tiers-dir", str(TIERS), "--skip-aggregates"], "regenerate-results"
+    )
+    assert "repaired by: rerun-judges EXPERIMENT_DIR" in capsys.readouterr().out  # the advice we make true
     with simulated_provider(monkeypatch, tmp_path) as provider:
         code = run_command(app, [str(exp), "--tiers-dir", str(TIERS), "--runs", "2"], "rerun-judges")
         assert provider.server.stats()["accepted"] == 1 and provider.agent_starts() == 0
