@@ -11,6 +11,7 @@ import time
 from pydantic import BaseModel, Field
 
 from experiment.judge_slots import JudgeScan, SlotState
+from experiment.status import RunStatus
 from operations.outcome import RunRepair
 
 __all__ = ["RejudgeSummary"]
@@ -54,8 +55,10 @@ class RejudgeSummary(BaseModel):
 
     @property
     def runs_finalized(self) -> int:
-        """Runs whose consensus and run_result.json were rebuilt with at least one valid judge."""
-        return sum(1 for r in self.runs if r.outcome == "regenerated")
+        """Runs that had slots to judge and are ``completed`` now (consensus and results rebuilt)."""
+        targets = self._targets()
+        after = self.after.runs if self.after else []
+        return sum(1 for r in after if r.run in targets and r.status is RunStatus.COMPLETED)
 
     def to_json_dict(self) -> dict:
         data = (self.after or self.before).to_json_dict()
