@@ -4,7 +4,10 @@
 Standard library only: it runs under any ``python3``.  Invoked as::
 
     claude --model <id> --print --output-format json --dangerously-skip-permissions \
-        [--max-turns N] <prompt file or prompt text>
+        [--system-prompt S] [--tools T] [--agent NAME] [--max-turns N] <prompt file or prompt text>
+
+(``--system-prompt``, ``--tools`` and ``--agent`` are accepted and otherwise ignored; the argv is
+in the invocation log.)
     claude --version
 
 Behaviour is chosen per invocation ("mode"):
