@@ -81,7 +81,10 @@ def regenerate_results(
             typer.echo(f"  - {r.run}: {r.outcome}{slots}: {r.message}")
         if len(pending) > 10:
             typer.echo(f"  ... and {len(pending) - 10} more")
-        typer.echo("Runs needing judges are repaired by: rerun-agents EXPERIMENT_DIR (or rerun-judges).")
+        typer.echo(
+            "Runs needing judges are repaired by: rerun-judges EXPERIMENT_DIR (judges only, no agent; "
+            "rerun-agents EXPERIMENT_DIR judges them too)."
+        )
     if verbose:
         for r in summary.runs:
             typer.echo(f"  {r.run}: {r.outcome}: {r.message}")

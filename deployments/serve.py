@@ -1,4 +1,4 @@
-"""Serve all three deployments from one process on this machine, without a work pool.
+"""Serve every deployment of prefect.yaml from one process on this machine, without a work pool.
 
     export PREFECT_API_URL=http://127.0.0.1:4200/api     # a running `prefect server start`
     uv run python -m deployments.serve [--limit 2]

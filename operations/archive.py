@@ -8,9 +8,13 @@ along; never copy-and-delete) to the first free name of ``.failed/run_NN``, ``ru
 reserved with ``mkdir`` (atomic, fails if taken) and the run dir is renamed over that empty dir.
 
 The moved workspace is still registered as a worktree of the base repo, at its old path. After
-the move ``git worktree prune`` drops that registration and ``git branch -D`` frees the branch
-name for the new attempt (spec §8.10); the archived copy keeps its files but is no longer a
-working checkout. Git errors are logged and ignored: the archive itself already succeeded.
+the move ``git worktree prune`` drops that registration and ``git branch -D`` deletes the branch
+that worktree had checked out (spec §8.10), read from the worktree's own git files before the move:
+the bare ``T0_00_run_01`` of an original run, or the ``<experiment_id[:8]>_`` name of a rerun
+(:func:`operations.workspace.run_branch`). Only that branch: a same-named branch of another
+experiment sharing the base repository is never touched by guessing. The archived copy keeps its
+files but is no longer a working checkout. Git errors are logged and ignored: the archive itself
+already succeeded.
 
 Calling it again finds nothing to move and returns None, so a retried step is harmless.
 """
@@ -25,7 +29,7 @@ from pathlib import Path
 from experiment.layout import ExperimentLayout, RunKey
 from operations.workspace import git
 
-__all__ = ["archive_run"]
+__all__ = ["archive_run", "worktree_branch"]
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,39 @@ def _reserve(layout: ExperimentLayout, key: RunKey) -> Path:
         return candidate
 
 
+def worktree_branch(workspace: Path, repo: Path | None = None) -> str | None:
+    """The branch a git worktree has checked out, from its ``.git`` file and admin dir's ``HEAD``.
+
+    None when ``workspace`` is not a linked worktree (no ``.git`` *file*), its HEAD is detached, or
+    (with ``repo``) it is a worktree of another repository than ``repo``.
+    Read from the files, not by running git in the directory, so a workspace that is not a worktree
+    never resolves to whatever repository happens to contain the experiment.
+    """
+    dot_git = Path(workspace) / ".git"
+    try:
+        if not dot_git.is_file():
+            return None
+        pointer = dot_git.read_text(encoding="utf-8").strip()
+        if not pointer.startswith("gitdir:"):
+            return None
+        admin = Path(pointer.removeprefix("gitdir:").strip())
+        if not admin.is_absolute():
+            admin = dot_git.parent / admin
+        common = Path(repo) / ".git" if repo is not None else None
+        if common is not None and common.is_dir() and not admin.resolve().is_relative_to(common.resolve()):
+            return None
+        head = (admin / "HEAD").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return head.removeprefix("ref: refs/heads/") if head.startswith("ref: refs/heads/") else None
+
+
 def archive_run(layout: ExperimentLayout, key: RunKey, base_repo: Path | None) -> Path | None:
     """Move the run dir of ``key`` into ``.failed/``; return where it went (None: nothing there)."""
     source = layout.run_dir(key)
     if not (source.exists() or source.is_symlink()):
         return None
+    branch = worktree_branch(source / "workspace", base_repo) if source.is_dir() else None
     target = _reserve(layout, key)
     try:
         if source.is_dir() and not source.is_symlink():
@@ -62,7 +94,10 @@ def archive_run(layout: ExperimentLayout, key: RunKey, base_repo: Path | None) -
         raise
     log.info("Archived %s to %s", key.label, target)
     if base_repo is not None and Path(base_repo).exists():
-        for args in (("worktree", "prune"), ("branch", "-D", key.branch)):
+        commands: list[tuple[str, ...]] = [("worktree", "prune")]
+        if branch is not None:
+            commands.append(("branch", "-D", branch))
+        for args in commands:
             result = git(Path(base_repo), *args)
             if result.returncode != 0:
                 log.info(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -52,6 +53,7 @@ __all__ = [
     "prepare_workspace",
     "remove_worktree",
     "resolve_task_prompt",
+    "run_branch",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,11 @@ THINKING_KEYWORDS = {"Low": "think", "High": "think hard", "UltraThink": "ultrat
 WORKTREE_TIMEOUT = 60.0
 """Seconds allowed for ``git worktree add`` (as the original)."""
 
+BRANCH_PREFIX_CHARS = 8
+"""How much of the experiment id prefixes a run's branch (ProjectScylla's ``experiment_id[:8]``)."""
+
+_UNSAFE_REF_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
 _PREP_FILES = {"cmd_0000_stdout.log", "cmd_0000_stderr.log", "worktree_create.sh", "workspace"}
 
 
@@ -88,7 +95,7 @@ class WorkspaceInfo(BaseModel):
     workspace: Path
     """``run_NN/workspace``: the git worktree the agent works in."""
     branch: str
-    """The worktree's branch (``T0_00_run_01``)."""
+    """The worktree's branch (``<experiment_id[:8]>_T0_00_run_01``, see :func:`run_branch`)."""
     base_repo: Path
     """The repository the worktree belongs to."""
     task_commit: str
@@ -106,6 +113,20 @@ class WorkspaceInfo(BaseModel):
 # --------------------------------------------------------------------------------------------------
 # git
 # --------------------------------------------------------------------------------------------------
+
+
+def run_branch(experiment_id: str, key: RunKey) -> str:
+    """The branch of a run's worktree: ``<experiment_id[:8]>_<tier>_<subtest>_run_NN``.
+
+    Current ProjectScylla names a run's branch this way (the experiment id's first 8 characters,
+    an underscore, then the run's own name) so that experiments sharing one base repository do not
+    take each other's branches; older versions (and the sample) used the bare ``T0_00_run_01``,
+    which ``git branch -D`` before each worktree would steal from another experiment. Without an
+    experiment id the bare name is used, as ProjectScylla does. Characters git refuses in a branch
+    name (spaces, ``~^:?*[\\``) become ``_``; an id ProjectScylla could use is kept as it is.
+    """
+    prefix = _UNSAFE_REF_CHARS.sub("_", experiment_id[:BRANCH_PREFIX_CHARS])
+    return f"{prefix}_{key.branch}" if prefix else key.branch
 
 
 def _git_env() -> dict[str, str]:
@@ -330,7 +351,7 @@ def prepare_workspace(
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     workspace = run_dir / "workspace"
-    branch = key.branch
+    branch = run_branch(config.experiment_id, key)
     try:
         _create_worktree(base_repo, workspace, branch, config.task_commit, run_dir)
 

@@ -4,7 +4,10 @@
 Standard library only: it runs under any ``python3``.  Invoked as::
 
     claude --model <id> --print --output-format json --dangerously-skip-permissions \
-        [--max-turns N] <prompt file or prompt text>
+        [--system-prompt S] [--tools T] [--agent NAME] [--max-turns N] <prompt file or prompt text>
+
+(``--system-prompt``, ``--tools`` and ``--agent`` are accepted and otherwise ignored; the argv is
+in the invocation log.)
     claude --version
 
 Behaviour is chosen per invocation ("mode"):
@@ -112,6 +115,10 @@ def parse_args(argv: list[str]) -> dict:
             opts["print"] = True
         elif arg == "--dangerously-skip-permissions":
             opts["skip_permissions"] = True
+        elif arg in ("--system-prompt", "--tools", "--agent"):  # accepted (recorded in the log's argv)
+            if i + 1 >= len(argv):
+                raise UsageError(f"error: option '{arg}' argument missing")
+            i += 1
         elif arg in ("--model", "--output-format", "--max-turns"):
             if i + 1 >= len(argv):
                 raise UsageError(f"error: option '{arg}' argument missing")

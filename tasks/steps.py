@@ -31,7 +31,7 @@ from experiment.layout import RunKey
 from experiment.locks import update_checkpoint
 from experiment.regenerate import RunRegeneration, apply_to_checkpoint, regenerate_run
 from experiment.status import RunStatus, classify_run
-from operations.agent import AgentOutcome, run_agent
+from operations.agent import AgentOutcome, run_agent, settings_for_run
 from operations.archive import archive_run
 from operations.judge import (
     JudgeSettings,
@@ -153,8 +153,11 @@ def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:
         workspace_step.fn(settings, label)
     budget = budget_for(settings)
     workspace = run_dir / "workspace"
+    # The flags its siblings ran with (or the subtest definition's), with this run's model and prompt.
+    agent, flags = settings_for_run(settings.agent, context_for(settings), RunKey.parse(label))
+    logger.info(flags.line(label))
     with budget.agent_slot(), agent_slot(provider_limits(settings)):
-        outcome = run_agent(run_dir, workspace, settings.agent)
+        outcome = run_agent(run_dir, workspace, agent)
     budget.add_cost(outcome.cost_usd)
     failure = outcome.failure
     if failure is None:

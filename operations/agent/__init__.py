@@ -4,6 +4,7 @@ The modules, each with one job:
 
 * ``command`` - :class:`AgentSettings`, the agent argv, its environment and secret redaction.
 * ``process`` - running the process in its own group with a timeout; :func:`stop_agents` (Ctrl+C).
+* ``flags``   - the rerun's extra claude flags: its siblings' recorded ones, else the definition's.
 * ``records`` - the command's files in ``agent/``: ``command_log.json``, ``replay.sh``, ``MODEL.md``.
 * ``run``     - :func:`run_agent`: one attempt, its classification and every ``agent/`` file.
 
@@ -13,16 +14,20 @@ This package re-exports the names callers use, so ``from operations.agent import
 from __future__ import annotations
 
 from operations.agent.command import AgentSettings, build_command, redact_env
+from operations.agent.flags import AgentFlags, agent_flags, settings_for_run
 from operations.agent.process import AgentInterrupted, stop_agents
 from operations.agent.run import AGENT_COMMIT_MESSAGE, AgentOutcome, run_agent
 
 __all__ = [
     "AGENT_COMMIT_MESSAGE",
+    "AgentFlags",
     "AgentInterrupted",
     "AgentOutcome",
     "AgentSettings",
+    "agent_flags",
     "build_command",
     "redact_env",
     "run_agent",
+    "settings_for_run",
     "stop_agents",
 ]

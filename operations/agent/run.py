@@ -5,7 +5,9 @@ under ``process.py``'s guards. Every file of the run's ``agent/`` directory (spe
 whatever happens: ``command_log.json`` and ``replay.sh`` before the process starts (exit 0,
 duration 0, as the original) and again afterwards; ``stdout.log``/``stderr.log`` and their
 ``cmd_0000_*`` copies, ``output.txt``, ``timing.json``, ``result.json`` (canonical token keys,
-``api_calls`` = claude's ``num_turns``, spec §8.4) and ``MODEL.md``. A crash, a spawn error or a
+``api_calls`` = claude's ``num_turns``, spec §8.4) and ``MODEL.md``. A ``total_cost_usd`` of 0 with
+tokens used is replaced by the tokens' price (:mod:`experiment.pricing`), recorded as such in
+``result.json`` (``cost_source``/``cost_note``). A crash, a spawn error or a
 timeout gives the original's crash result (exit -1, zero tokens); unlike the original,
 ``stderr.log`` is written then too and says what happened, so a timed-out run is never mistaken
 for one that never started.
@@ -32,6 +34,7 @@ from experiment.failures import (
 )
 from experiment.jsonio import atomic_write_json, atomic_write_text
 from experiment.models import AgentResult, AgentTiming, CommandLogEntry, TokenStats, utc_now_iso
+from experiment.pricing import price_tokens
 from operations.agent.command import (
     RECORDED_ENV,
     AgentSettings,
@@ -51,11 +54,14 @@ from operations.agent.records import (
 )
 from operations.workspace import git
 
-__all__ = ["AGENT_COMMIT_MESSAGE", "AgentOutcome", "run_agent"]
+__all__ = ["AGENT_COMMIT_MESSAGE", "COST_FROM_TOKENS", "AgentOutcome", "run_agent"]
 
 log = logging.getLogger(__name__)
 
 AGENT_COMMIT_MESSAGE = "[scylla] Agent changes"
+COST_FROM_TOKENS = "token_pricing"
+"""``cost_source`` of an ``agent/result.json`` whose cost was computed from the tokens (the agent
+reported none); ``cost_note`` then says how. ProjectScylla reads only its own keys of this file."""
 
 
 class AgentOutcome(BaseModel):
@@ -66,7 +72,7 @@ class AgentOutcome(BaseModel):
     duration_seconds: float
     """Wall time of the attempt."""
     cost_usd: float = 0.0
-    """claude's ``total_cost_usd``."""
+    """claude's ``total_cost_usd`` (or the tokens' price when it reported 0, see ``experiment.pricing``)."""
     token_stats: TokenStats = Field(default_factory=TokenStats)
     """Canonical token counts."""
     api_calls: int = 0
@@ -181,6 +187,11 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
             api_calls = int(output.get("num_turns") or 0)
         except (TypeError, ValueError):
             log.warning("Unexpected types in the agent's result object in %s", agent_dir)
+    # No cost reported but tokens used: priced from the tokens, as ProjectScylla does, and said so.
+    priced = price_tokens(cost, tokens, settings.model) if output is not None else None
+    if priced is not None:
+        cost = priced.cost_usd
+        log.info("%s: %s", agent_dir, priced.note)
 
     # -- record (the original's order: logs, command log, timing, output, result, model)
     atomic_write_text(agent_dir / "stdout.log", run.stdout)
@@ -207,6 +218,7 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
         token_stats=tokens,
         cost_usd=cost,
         api_calls=api_calls,
+        **({"cost_source": COST_FROM_TOKENS, "cost_note": priced.note} if priced else {}),
     )
     atomic_write_json(agent_dir / "result.json", result.to_json_dict())
     version_binary = settings.claude_binary if settings.command is None else argv[0]

@@ -155,6 +155,7 @@ def test_deploy_run_and_schedule(tmp_path: Path):
         deployed = prefect(env, "--no-prompt", "deploy", "--all", timeout=120)
         for name in (
             "rerun-agents/rerun-agents",
+            "rerun-judges/rerun-judges",
             "regenerate-results/regenerate-results",
             "nightly-repair/nightly-repair",
         ):

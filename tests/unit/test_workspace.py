@@ -13,7 +13,7 @@ from experiment.failures import AttemptFailed, FailureClass
 from experiment.layout import RunKey
 from experiment.scan import ExperimentContext, load_context
 from operations.archive import archive_run
-from operations.workspace import CONFIG_COMMIT_MESSAGE, prepare_workspace, remove_worktree
+from operations.workspace import CONFIG_COMMIT_MESSAGE, prepare_workspace, remove_worktree, run_branch
 from simulation.generator import generate_experiment
 
 TIERS = Path(__file__).resolve().parents[1] / "fixtures" / "scylla-tiers"
@@ -39,6 +39,10 @@ def ctx(tmp_path: Path) -> ExperimentContext:
     return load_context(gen.path, TIERS)
 
 
+def _branch(ctx: ExperimentContext, key: RunKey) -> str:
+    return run_branch(ctx.config.experiment_id, key)
+
+
 def _fresh(ctx: ExperimentContext, key: RunKey) -> None:
     archive_run(ctx.layout, key, ctx.root / "repo")
 
@@ -49,7 +53,7 @@ def test_worktree_at_task_commit_with_committed_configuration(ctx: ExperimentCon
 
     ws = info.workspace
     assert ws == ctx.layout.run_dir(T1) / "workspace" and ws.is_dir()
-    assert _git(ws, "rev-parse", "--abbrev-ref", "HEAD") == T1.branch == info.branch
+    assert _git(ws, "rev-parse", "--abbrev-ref", "HEAD") == _branch(ctx, T1) == info.branch
     assert _git(ws, "rev-parse", "HEAD~1") == ctx.config.task_commit
     assert _git(ws, "log", "-1", "--format=%s") == CONFIG_COMMIT_MESSAGE
     assert _git(ws, "log", "-1", "--format=%an <%ae>") == "scylla-repair <scylla-repair@localhost>"
@@ -67,9 +71,9 @@ def test_worktree_at_task_commit_with_committed_configuration(ctx: ExperimentCon
     )
     script = (run_dir / "worktree_create.sh").read_text().splitlines()
     assert script[0] == "#!/bin/bash"
-    assert script[1] == f"# Worktree: {T1.branch} @ {ws}"
+    assert script[1] == f"# Worktree: {_branch(ctx, T1)} @ {ws}"
     assert script[2] == (
-        f"git -C {ctx.root / 'repo'} worktree add -b {T1.branch} {ws} {ctx.config.task_commit}"
+        f"git -C {ctx.root / 'repo'} worktree add -b {_branch(ctx, T1)} {ws} {ctx.config.task_commit}"
     )
     prompt = (ctx.root / "prompt.md").read_text()
     assert (run_dir / "task_prompt.md").read_text() == prompt
@@ -109,7 +113,7 @@ def test_refuses_existing_run_dir(ctx: ExperimentContext) -> None:
 
 def test_stale_branch_is_replaced(ctx: ExperimentContext) -> None:
     repo = ctx.root / "repo"
-    _git(repo, "branch", T1.branch)
+    _git(repo, "branch", _branch(ctx, T1))
     _fresh(ctx, T1)
     info = prepare_workspace(ctx, T1, base_repo=repo)
     assert _git(info.workspace, "rev-parse", "HEAD~1") == ctx.config.task_commit
@@ -120,7 +124,7 @@ def test_worktree_failure_cleans_up(ctx: ExperimentContext, tmp_path: Path) -> N
     repo = ctx.root / "repo"
     elsewhere = tmp_path / "elsewhere"
     subprocess.run(
-        ["git", "-C", str(repo), "worktree", "add", "-q", "-b", T1.branch, str(elsewhere)], check=True
+        ["git", "-C", str(repo), "worktree", "add", "-q", "-b", _branch(ctx, T1), str(elsewhere)], check=True
     )
     _fresh(ctx, T1)
     with pytest.raises(AttemptFailed) as caught:
@@ -186,7 +190,7 @@ def test_remove_worktree(ctx: ExperimentContext) -> None:
     remove_worktree(repo, info.workspace, info.branch)
     assert not info.workspace.exists()
     assert str(info.workspace) not in _git(repo, "worktree", "list")
-    assert _git(repo, "branch", "--list", T1.branch) == ""
+    assert _git(repo, "branch", "--list", _branch(ctx, T1)) == ""
     remove_worktree(repo, info.workspace, info.branch)  # twice is harmless
 
 
@@ -212,6 +216,6 @@ def test_parallel_worktrees_on_one_base_repo_do_not_race(tmp_path: Path) -> None
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         branches = list(pool.map(setup, keys))
-    assert sorted(branches) == sorted(k.branch for k in keys)
+    assert sorted(branches) == sorted(_branch(ctx, k) for k in keys)
     listed = _git(ctx.root / "repo", "worktree", "list")
     assert all(str(ctx.layout.run_dir(k) / "workspace") in listed for k in keys)
