@@ -45,7 +45,7 @@ WORKERS = 16
 @flow(
     name="rerun-judges",
     flow_run_name="judges {experiment_dir}",
-    task_runner=ThreadPoolTaskRunner(max_workers=WORKERS),
+    task_runner=ThreadPoolTaskRunner(max_workers=WORKERS),  # type: ignore[arg-type]  # Prefect's generic
     log_prints=True,
 )
 def rerun_judges(
