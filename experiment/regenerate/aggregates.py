@@ -7,6 +7,8 @@ wall-clock fields from :mod:`experiment.regenerate.clock`; every file goes throu
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -47,6 +49,10 @@ class AggregateRebuild(BaseModel):
         default_factory=list,
         description="Wall-clock fields derived from timing files because their previous file was gone.",
     )
+    moved_aside: list[str] = Field(
+        default_factory=list,
+        description="Stale aggregate dirs an earlier version wrote outside completed/, now under .backups/.",
+    )
     best_tier: str | None = Field(default=None, description="Frontier tier.")
     frontier_cop: float | None = Field(
         default=None, description="Frontier cost-of-pass (null: nothing passed)."
@@ -78,6 +84,37 @@ def _previous(path: Path, model: type[_Model]) -> _Model | None:
         return model.model_validate(data)
     except ValidationError:
         return None
+
+
+def _previous_tier(layout: ExperimentLayout, tier: str) -> TierResult | None:
+    """The tier's previous ``result.json``: where ProjectScylla keeps it, else the stale copy an
+    earlier scylla-repair wrote to ``<exp>/T0`` of a phased experiment."""
+    previous = _previous(layout.tier_file(tier, "result.json"), TierResult)
+    stale = layout.stale_tier_dir(tier)
+    if previous is None and stale is not None:
+        previous = _previous(stale / "result.json", TierResult)
+    return previous
+
+
+def _move_stale_aside(layout: ExperimentLayout, tier: str, stamp: str, summary: AggregateRebuild) -> None:
+    """Move ``<exp>/T0`` of a phased experiment (aggregates only) to ``.backups/<stamp>/T0``."""
+    stale = layout.stale_tier_dir(tier)
+    if stale is None:
+        return
+    # A subtest's config_manifest.json exists only there when an earlier version's workspace
+    # setup wrote it: keep it where ProjectScylla looks for it (copied, the original moves aside).
+    for manifest in stale.glob("*/config_manifest.json"):
+        kept = layout.subtest_file(tier, manifest.parent.name, manifest.name)
+        if not kept.exists() and kept.parent.is_dir():
+            shutil.copy2(manifest, kept)
+    target = layout.backups_dir / stamp / tier
+    target.parent.mkdir(parents=True, exist_ok=True)
+    candidate, counter = target, 0
+    while candidate.exists() or candidate.is_symlink():
+        counter += 1
+        candidate = target.with_name(f"{tier}.{counter}")
+    os.rename(stale, candidate)
+    summary.moved_aside.append(f"{tier} -> {candidate.relative_to(layout.root)}")
 
 
 def _ordered(ids: Iterable[str], previous_order: Sequence[str]) -> list[str]:
@@ -149,7 +186,7 @@ def rebuild_aggregates(
     intervals_all: list[Interval] = []
 
     for tier in config.tiers_to_run:
-        previous_tier = _previous(layout.tier_file(tier, "result.json"), TierResult)
+        previous_tier = _previous_tier(layout, tier)
         if tier not in rebuild and previous_tier is not None:
             tier_results[tier] = previous_tier
             continue
@@ -166,6 +203,7 @@ def rebuild_aggregates(
             summary.tiers.append(tier)
             summary.subtests += len(tier_result.subtest_results)
             _write_tier(out, layout, tier_result, selection, now)
+            _move_stale_aside(layout, tier, out.stamp, summary)
 
     # The experiment: wall-clock values from the previous file, else from the timing files.
     previous_exp = _previous(layout.experiment_file("result.json"), ExperimentResult)
