@@ -17,6 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from experiment import aggregate, reports
+from experiment.backups import backup_stamp
 from experiment.errors import FormatError
 from experiment.jsonio import load_model, read_json
 from experiment.layout import ExperimentLayout, RunKey
@@ -31,7 +32,7 @@ from experiment.models import (
     utc_now_iso,
 )
 from experiment.regenerate.clock import Interval, experiment_clock, run_interval, tier_clock
-from experiment.regenerate.files import Writer, backup_stamp, read_dict
+from experiment.regenerate.files import Writer, read_dict
 
 _Model = TypeVar("_Model", bound=BaseModel)
 

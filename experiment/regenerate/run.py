@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from experiment import aggregate, reports
+from experiment.backups import backup_stamp
 from experiment.consensus import consensus, invalid_slots, load_slots
 from experiment.errors import ExperimentError
 from experiment.failures import parse_claude_output
@@ -37,7 +38,7 @@ from experiment.models import (
     utc_now_iso,
 )
 from experiment.regenerate.clock import parse_time
-from experiment.regenerate.files import Writer, backup_stamp, read_dict, read_text
+from experiment.regenerate.files import Writer, read_dict, read_text
 
 Outcome = Literal["regenerated", "unchanged", "needs_judges", "not_finished", "error"]
 """What a regeneration did to one run (see ``RunRegeneration.outcome``)."""
