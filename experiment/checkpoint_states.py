@@ -71,4 +71,9 @@ def fill_states(checkpoint: Checkpoint, layout: ExperimentLayout, config: Experi
         else:
             checkpoint.tier_states.setdefault(tier, "pending")
     checkpoint.config_hash = config.config_hash()
-    checkpoint.__pydantic_fields_set__.update({"tier_states", "subtest_states", "config_hash"})
+    # ProjectScylla's checkpoint has these as strings ("" when unknown): null is rejected.
+    checkpoint.started_at = checkpoint.started_at or ""
+    checkpoint.last_heartbeat = checkpoint.last_heartbeat or checkpoint.last_updated_at or ""
+    checkpoint.__pydantic_fields_set__.update(
+        {"tier_states", "subtest_states", "config_hash", "started_at", "last_heartbeat"}
+    )

@@ -215,8 +215,9 @@ class ExperimentLayout:
         return RunPaths(self.run_dir(key))
 
     def subtest_dir(self, tier: str, subtest: str) -> Path:
-        """Where the subtest's aggregates (report.json, config_manifest.json) live."""
-        return self.root / tier / subtest
+        """Where the subtest's aggregates (report.json, config_manifest.json) live: in the
+        tier's aggregate dir (:meth:`tier_dir`)."""
+        return self.tier_dir(tier) / subtest
 
     def run_parent(self, tier: str, subtest: str) -> Path:
         """The directory holding the subtest's run dirs (and its ``.failed/``) in this layout."""

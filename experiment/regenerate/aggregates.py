@@ -118,6 +118,20 @@ def _move_stale_aside(layout: ExperimentLayout, tier: str, stamp: str, summary: 
     summary.moved_aside.append(f"{tier} -> {candidate.relative_to(layout.root)}")
 
 
+def _previous_tier_order(layout: ExperimentLayout, previous: ExperimentResult | None) -> list[str]:
+    """The tier order ProjectScylla recorded (the order its tiers finished, which its report's
+    children follow): the previous ``result.json``, else the previous ``report.json`` children,
+    else ``tier_comparison.json``; empty when none is readable."""
+    if previous is not None and previous.tier_results:
+        return list(previous.tier_results)
+    children = (read_dict(layout.experiment_file("report.json")) or {}).get("children")
+    if isinstance(children, list):
+        tiers = [str(c["tier"]) for c in children if isinstance(c, dict) and isinstance(c.get("tier"), str)]
+        if tiers:
+            return tiers
+    return list(read_dict(layout.experiment_file("tier_comparison.json")) or {})
+
+
 def _ordered(ids: Iterable[str], previous_order: Sequence[str]) -> list[str]:
     """The previous file's order for the ids it listed, then the rest sorted (T0..T6)."""
     wanted = set(ids)
@@ -208,7 +222,7 @@ def rebuild_aggregates(
 
     # The experiment: wall-clock values from the previous file, else from the timing files.
     previous_exp = _previous(layout.experiment_file("result.json"), ExperimentResult)
-    order = _ordered(tier_results, list(previous_exp.tier_results) if previous_exp else [])
+    order = _ordered(tier_results, _previous_tier_order(layout, previous_exp))
     tier_results = {t: tier_results[t] for t in order}
     started, completed, total_duration = experiment_clock(
         layout, previous_exp, intervals_all, tier_results, summary.approximated

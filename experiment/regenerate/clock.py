@@ -23,7 +23,7 @@ from typing import Any
 
 from experiment import aggregate
 from experiment.layout import ExperimentLayout, RunPaths
-from experiment.models import ExperimentResult, TierResult
+from experiment.models import ExperimentResult, TierResult, utc_now_iso
 from experiment.regenerate.files import read_dict
 
 Interval = tuple[datetime, datetime]
@@ -94,7 +94,7 @@ def experiment_clock(
     intervals: list[Interval],
     tiers: dict[str, TierResult],
     approximated: list[str],
-) -> tuple[str | None, str | None, float]:
+) -> tuple[str, str | None, float]:
     """(started_at, completed_at, total seconds) of the experiment; appends what it guessed."""
     if previous is not None and previous.started_at:
         return previous.started_at, previous.completed_at, previous.total_duration_seconds
@@ -106,7 +106,10 @@ def experiment_clock(
         "result.json completed_at",
         "result.json total_duration_seconds",
     ]
-    return _approximate_experiment_clock(layout, intervals, tiers)
+    started, completed, seconds = _approximate_experiment_clock(layout, intervals, tiers)
+    # ProjectScylla's ExperimentResult.started_at is a string (null is rejected); it defaults to
+    # the moment the result is built, which is what an unknown start becomes here (kept after).
+    return started or completed or utc_now_iso(), completed, seconds
 
 
 def _approximate_experiment_clock(
