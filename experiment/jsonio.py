@@ -66,6 +66,12 @@ def file_mode_for(path: Path) -> int:
         return 0o666 & ~process_umask()
 
 
+def executable_mode() -> int:
+    """The mode of a script we write (``replay.sh``, ``run_all.sh``): what a plain ``open()``
+    would give it, plus execute wherever read is allowed (``0o777`` minus the umask)."""
+    return 0o777 & ~process_umask()
+
+
 def temp_file_beside(path: Path, mode: int) -> tuple[int, str]:
     """An open fd and the name of a new temp file in ``path``'s directory, with ``mode``."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiment.jsonio import process_umask
+from experiment.jsonio import executable_mode, process_umask
 
 OWN_BOOKKEEPING = ".prefect"
 """Our own state inside the experiment (locks, Prefect results): not an experiment file."""
@@ -49,17 +49,24 @@ def written_since(before: dict[str, FileState], after: dict[str, FileState]) -> 
     )
 
 
-def umask_mode() -> int:
-    """The mode ``open(path, "w")`` gives a new file in this process."""
+def umask_mode(path: str = "") -> int:
+    """The mode ``open(path, "w")`` gives a new file in this process; a shell script we write is
+    executable as well (:func:`experiment.jsonio.executable_mode`)."""
+    if path.endswith(".sh"):
+        return executable_mode()
     return 0o666 & ~process_umask()
 
 
 def _expected_mode(before: dict[str, FileState], after: dict[str, FileState], path: str) -> int:
-    """A replaced file keeps its mode, a moved one (same inode) too, a backup has its original's,
-    anything else is new and gets the umask's."""
-    if path in before:
-        return before[path].mode
+    """A replaced file keeps its mode, a moved one (same inode and content) too, a backup has its
+    original's, anything else (including a file of a rerun whose old attempt was archived) is new
+    and gets the umask's."""
     now = after[path]
+    if path in before:
+        old = before[path]
+        archived = any((s.inode, s.digest) == (old.inode, old.digest) for p, s in after.items() if p != path)
+        if not archived:  # replaced in place; an archived run's file was moved away, this one is new
+            return old.mode
     moved = [s.mode for s in before.values() if (s.inode, s.digest) == (now.inode, now.digest)]
     if moved:
         return moved[0]
@@ -70,7 +77,7 @@ def _expected_mode(before: dict[str, FileState], after: dict[str, FileState], pa
         for candidate in (original, stem if counter.isdigit() else None):
             if candidate in before:
                 return before[candidate].mode
-    return umask_mode()
+    return umask_mode(path)
 
 
 def mode_problems(before: dict[str, FileState], after: dict[str, FileState], written: list[str]) -> list[str]:

@@ -534,7 +534,8 @@ SHAPES: list[tuple[re.Pattern[str], type[BaseModel] | None]] = [
 ]
 SKIPPED_DIRS = frozenset({".prefect", ".backups", ".failed", "workspace", "repo", ".git"})
 """Not part of the results ProjectScylla reads: our bookkeeping, backups, archived attempts, the
-agent's workspace and the task repository."""
+agent's workspace and the task repository. Hidden files (``.repair-attempt.json``, our record of
+a run's repair attempt) are skipped too: no ProjectScylla reader opens them."""
 
 
 def shape_for(relative: str) -> type[BaseModel] | None | Literal["unknown"]:
@@ -565,7 +566,7 @@ def json_files(experiment: Path) -> list[Path]:
     found = []
     for path in sorted(Path(experiment).rglob("*.json")):
         parts = path.relative_to(experiment).parts
-        if not any(p in SKIPPED_DIRS for p in parts[:-1]):
+        if not any(p in SKIPPED_DIRS for p in parts[:-1]) and not path.name.startswith("."):
             found.append(path)
     return found
 
