@@ -8,10 +8,10 @@ provider's budget together:
     A concurrency limit of ``max_agents`` slots; every agent process holds one slot, under a
     60 s lease (the server's minimum) that a background thread renews every 20 s.
 ``scylla-judge-rate:<provider>``
-    A rate limit (``slot_decay_per_second = rpm / window``, ``limit = rpm``): every judge request
-    spends one slot; Prefect's token bucket of that size never refuses a stream of requests that
-    the in-process sliding window (``operations/budget.py``) already admitted, so across flow runs it
-    caps the total and within one it costs nothing but the call.
+    A concurrency limit of ``judge_rpm`` slots used as a sliding window: every judge request
+    holds one slot from before it is sent until one rate window after it ended, so no window
+    ever sees more than ``judge_rpm`` requests from all flow runs and workers together
+    (:class:`_JudgeWindow`; slots are taken in batches, one Prefect call per burst).
 
 The limits are created (or resized: upsert, last writer wins) on demand with the sizes from the
 flow parameters, once per process, and then acquired strictly: a missing limit is an error,
@@ -45,7 +45,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -118,6 +118,7 @@ class ProviderLimits:
 
     @property
     def decay_per_second(self) -> float | None:
+        """The judge rate on average (requests per second), for reports."""
         return self.judge_rpm / self.window_seconds if self.judge_rpm else None
 
 
@@ -143,11 +144,14 @@ def ensure_limits(limits: ProviderLimits, *, reclaim: bool = True) -> ProviderLi
         with _client() as client:
             client.upsert_global_concurrency_limit_by_name(limits.agents_name, limits.max_agents)
             if limits.judge_rpm:
+                # Slots are held for a window after each request, never decayed (see _JudgeWindow).
                 client.upsert_global_concurrency_limit_by_name(
-                    limits.judge_rate_name, limits.judge_rpm, slot_decay_per_second=limits.decay_per_second
+                    limits.judge_rate_name, limits.judge_rpm, slot_decay_per_second=0.0
                 )
             if reclaim:
                 reclaim_orphaned_slots(client, limits.agents_name)
+                if limits.judge_rpm:
+                    reclaim_orphaned_slots(client, limits.judge_rate_name)
         _register_exit_release()
         _ENSURED.add(limits)
         logger.info(
@@ -286,72 +290,131 @@ class _AgentSlotPool:
             _release_lease(self.limits.agents_name, lease_id, record)
 
 
-class _JudgeCredit:
-    """Judge requests spent now, paid to the Prefect rate limit by a background thread.
+@dataclass
+class _WindowLease:
+    """Judge slots taken from Prefect in one lease; given back ``window`` s after their last use."""
 
-    Taking a token on the critical path would add 0.1-5 s to every judge request. Instead the
-    in-process window admits the request and this records a debt; one thread pays debts in
-    batches (``occupy=n``). While Prefect refuses (other flow runs spent the shared budget) the
-    debt grows, and at :attr:`max_debt` (one window's requests) new requests wait for it: across
-    flow runs the provider's rate is the Prefect limit's, with at most one window of overshoot
-    per additional flow run before the coordination bites.
+    lease_id: str
+    record: Path
+    slots: int
+    taken: int = 0
+    """Slots handed to requests so far (each slot serves one request)."""
+    active: int = 0
+    """Requests holding one of these slots right now."""
+    last_used: float = 0.0
+    """When the last request using this lease ended (monotonic); 0: not used yet."""
+    since: float = field(default_factory=time.monotonic)
+
+
+class _JudgeWindow:
+    """A sliding window of ``judge_rpm`` requests shared by every process of every worker.
+
+    Each judge request holds one slot of the provider's ``scylla-judge-rate`` concurrency limit
+    (size ``judge_rpm``) from before it is sent until one window after it ended. Every request
+    sent in any window of that length therefore holds its slot at the window's end: at most
+    ``judge_rpm`` of them, whichever processes or machines sent them. (Prefect's own
+    ``rate_limit`` is a token bucket, which lets up to twice its size through in one window, and
+    recording requests after the fact let each extra flow run overshoot by a window.)
+
+    Slots are taken in batches (one Prefect call for all the requests waiting at that moment,
+    so a burst of judges costs one acquisition) and a batch is released in one call; unused
+    slots of a batch go back after :data:`LINGER` seconds.
     """
 
     def __init__(self, limits: ProviderLimits) -> None:
         self.limits = limits
-        self.max_debt = max(1, limits.judge_rpm or 1)
         self._cond = threading.Condition()
-        self._debt = 0
-        self._thread: threading.Thread | None = None
+        self._leases: list[_WindowLease] = []
+        self._waiting = 0
+        self._fetching = False
+        self._reaper: threading.Thread | None = None
 
-    def take(self, timeout: float) -> None:
+    @contextlib.contextmanager
+    def request(self, timeout: float) -> Iterator[None]:
+        lease = self._take(timeout)
+        try:
+            yield
+        finally:
+            with self._cond:
+                lease.active -= 1
+                lease.last_used = time.monotonic()
+                self._start_reaper()
+
+    def _take(self, timeout: float) -> _WindowLease:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._debt >= self.max_debt:
-                if time.monotonic() >= deadline:
-                    raise LimitError(f"no judge request budget from {self.limits.judge_rate_name}")
-                self._cond.wait(min(POLL_CAP, max(0.01, deadline - time.monotonic())))
-            self._debt += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._pay, name="scylla-judge-credit", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def _pay(self) -> None:
-        while True:
-            with self._cond:
-                if self._debt == 0:
-                    self._cond.wait(5.0)
-                    if self._debt == 0:
-                        self._thread = None
-                        return
-                batch = min(self._debt, self.limits.judge_rpm or 1)
+            self._waiting += 1
             try:
-                _increment(
-                    [self.limits.judge_rate_name],
-                    "rate_limit",
-                    lease=False,
-                    timeout=ACQUIRE_TIMEOUT,
-                    slots=batch,
-                )
-            except Exception as exc:  # noqa: BLE001 - coordination is best effort; never block forever
-                logger.warning(
-                    "could not record %d judge requests on %s: %s", batch, self.limits.judge_rate_name, exc
-                )
+                while True:
+                    free = next((lease for lease in self._leases if lease.taken < lease.slots), None)
+                    if free is not None:
+                        free.taken += 1
+                        free.active += 1
+                        return free
+                    if not self._fetching:
+                        self._fetching = True
+                        batch = min(self._waiting, self.limits.judge_rpm or 1)
+                        break
+                    if time.monotonic() >= deadline:
+                        raise LimitError(f"no judge request budget from {self.limits.judge_rate_name}")
+                    self._cond.wait(min(POLL_CAP, max(0.01, deadline - time.monotonic())))
+            finally:
+                self._waiting -= 1
+        # This thread fetches a batch for every request waiting now, itself included.
+        try:
+            remaining = max(1.0, deadline - time.monotonic())
+            name = self.limits.judge_rate_name
+            lease_id = str(_increment([name], "concurrency", lease=True, timeout=remaining, slots=batch))
+            fetched = _WindowLease(lease_id, _HOLDERS.add(name, lease_id, slots=batch), batch)
+        finally:
             with self._cond:
-                self._debt -= batch
+                self._fetching = False
                 self._cond.notify_all()
-
-    def settle(self, timeout: float = 30.0) -> None:
-        """Wait until every request taken so far is recorded on the Prefect limit."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while self._debt and time.monotonic() < deadline:
-                self._cond.wait(0.1)
+            fetched.taken, fetched.active = 1, 1
+            self._leases.append(fetched)
+            self._cond.notify_all()
+            self._start_reaper()
+        return fetched
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or not self._reaper.is_alive():
+            self._reaper = threading.Thread(target=self._reap, name="scylla-judge-window", daemon=True)
+            self._reaper.start()
+
+    def _expired(self, lease: _WindowLease, now: float) -> bool:
+        if lease.active:
+            return False
+        window_over = not lease.last_used or now - lease.last_used >= self.limits.window_seconds
+        if lease.taken >= lease.slots:
+            return lease.last_used > 0 and window_over
+        return window_over and now - max(lease.since, lease.last_used) >= LINGER
+
+    def _reap(self, *, final: bool = False) -> None:
+        while True:
+            if not final:
+                time.sleep(POLL_CAP)
+            with self._cond:
+                now = time.monotonic()
+                due = [lease for lease in self._leases if self._expired(lease, now)]
+                self._leases = [lease for lease in self._leases if lease not in due]
+                done = not self._leases
+                if done and not final:
+                    self._reaper = None
+            for lease in due:
+                _release_lease(self.limits.judge_rate_name, lease.lease_id, lease.record)
+            if done or final:
+                return
+
+    def release_expired(self) -> None:
+        """Give back now every lease whose window is over (flow end, exit). The others stay
+        held: given back by the reaper if this process lives on, else they expire on the server
+        with their lease (20-60 s after the process died, ``LEASE_SECONDS``)."""
+        self._reap(final=True)
 
 
 _POOLS: dict[ProviderLimits, _AgentSlotPool] = {}
-_CREDITS: dict[ProviderLimits, _JudgeCredit] = {}
+_WINDOWS: dict[ProviderLimits, _JudgeWindow] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -360,9 +423,9 @@ def _pool(limits: ProviderLimits) -> _AgentSlotPool:
         return _POOLS.setdefault(limits, _AgentSlotPool(limits))
 
 
-def _credit(limits: ProviderLimits) -> _JudgeCredit:
+def _window(limits: ProviderLimits) -> _JudgeWindow:
     with _REGISTRY_LOCK:
-        return _CREDITS.setdefault(limits, _JudgeCredit(limits))
+        return _WINDOWS.setdefault(limits, _JudgeWindow(limits))
 
 
 @contextlib.contextmanager
@@ -376,20 +439,23 @@ def agent_slot(limits: ProviderLimits, timeout: float = ACQUIRE_TIMEOUT) -> Iter
         yield
 
 
-def judge_token(limits: ProviderLimits, timeout: float = ACQUIRE_TIMEOUT) -> None:
-    """Spend one request of the provider's judge rate limit (no-op without ``judge_rpm``)."""
+@contextlib.contextmanager
+def judge_request(limits: ProviderLimits, timeout: float = ACQUIRE_TIMEOUT) -> Iterator[None]:
+    """Hold one slot of the provider's judge window around one request (no-op without ``judge_rpm``)."""
     if not limits_enabled() or not limits.judge_rpm:
+        yield
         return
     ensure_limits(limits)
-    _credit(limits).take(timeout)
+    with _window(limits).request(timeout):
+        yield
 
 
 def release_all() -> None:
-    """Give back every idle agent slot and record every judge request (flow end, exit)."""
+    """Give back every idle agent slot and every judge slot whose window is over (flow end, exit)."""
     with _REGISTRY_LOCK:
-        pools, credits = list(_POOLS.values()), list(_CREDITS.values())
-    for credit in credits:
-        credit.settle()
+        pools, windows = list(_POOLS.values()), list(_WINDOWS.values())
+    for window in windows:
+        window.release_expired()
     for pool in pools:
         pool.release_idle()
 
@@ -455,7 +521,7 @@ class _Holders:
         self._leases: dict[str, Path] = {}
         self._thread: threading.Thread | None = None
 
-    def add(self, name: str, lease_id: str) -> Path:
+    def add(self, name: str, lease_id: str, slots: int = 1) -> Path:
         directory = _holders_dir() / re.sub(r"[^A-Za-z0-9.-]+", "_", name)
         directory.mkdir(parents=True, exist_ok=True)
         record = directory / f"{socket.gethostname()}-{os.getpid()}-{lease_id}.json"
@@ -468,6 +534,7 @@ class _Holders:
                     "host": socket.gethostname(),
                     "process_start": _process_start(os.getpid()),
                     "since": time.time(),
+                    "slots": slots,
                 }
             )
         )
@@ -534,7 +601,7 @@ def reclaim_orphaned_slots(client, name: str) -> int:
         elif _ephemeral():
             # The lease lived in the memory of the dead process's temporary server.
             client.release_concurrency_slots(
-                [name], 1, occupancy_seconds=max(1.0, time.time() - info["since"])
+                [name], int(info.get("slots", 1)), occupancy_seconds=max(1.0, time.time() - info["since"])
             )
             freed += 1
         # else: a real server's repossessor already freed (or will free) it with the lease.
