@@ -236,7 +236,8 @@ def agent_slots(api: httpx.Client, base_url: str) -> int:
 @pytest.mark.skipif(not RERUN_AGENTS.exists(), reason="console script not installed")
 def test_cli_repair_sends_its_logs_to_the_server(scale: Scale, tmp_path: Path):
     exp = make_experiment(tmp_path / "cli", 2, seed=3, mix={"failed": 0.5, "results": 0.5})
-    env = dict(scale.worker_env, PREFECT_LOGGING_LEVEL="INFO")
+    # As a user runs it: PREFECT_API_URL set, Prefect's log level left alone.
+    env = {k: v for k, v in scale.worker_env.items() if k != "PREFECT_LOGGING_LEVEL"}
     done = subprocess.run(
         [str(RERUN_AGENTS), str(exp), "--tiers-dir", str(TIERS), "--max-concurrent", str(AGENTS)],
         env=env,
