@@ -295,7 +295,6 @@ def test_two_workers_repair_two_experiments_within_the_provider_limits(scale: Sc
         judges_per_window = max_per_window(stats["accepted_times"], WINDOW)
         assert peak_agents <= AGENTS, f"{peak_agents} agents at once across both workers; limit {AGENTS}"
         assert judges_per_window <= RPM, f"{judges_per_window} judge requests in {WINDOW:g} s; limit {RPM}"
-        assert stats["by_status"].get("429", 0) == 0
 
         # Same directory name, two experiments: two artifact histories.
         keys = [artifact_key("repair-summary", exp) for exp in exps]
