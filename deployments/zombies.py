@@ -63,6 +63,7 @@ def zombie_automation(within_seconds: float = DEFAULT_WITHIN):
         actions=[
             ChangeFlowRunState(
                 state=StateType.CRASHED,
+                force=False,  # through the orchestration rules: a run that just ended keeps its state
                 name="Crashed",
                 message=f"No heartbeat for {within_seconds:g} s: the worker running this flow run died. "
                 "Run the deployment again to resume the experiment.",
