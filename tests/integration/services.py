@@ -124,10 +124,16 @@ def postgres_bin_dir(install: bool = True) -> Path:
                 "PostgreSQL is not installed and the tests do not run as root: "
                 "install it with `sudo apt-get install postgresql` and run the tests again"
             )
+        # No "main" cluster on port 5432 started by the package: the tests run their own.
+        createcluster = Path("/etc/postgresql-common/createcluster.conf")
+        if not createcluster.exists():
+            createcluster.parent.mkdir(parents=True, exist_ok=True)
+            createcluster.write_text("create_main_cluster = false\n")
         apt_env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        keep_ours = ["-o", "Dpkg::Options::=--force-confold"]
         for args in (
             ["apt-get", "update"],
-            ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
+            ["apt-get", "install", "-y", "--no-install-recommends", *keep_ours, "postgresql"],
         ):
             done = subprocess.run(args, env=apt_env, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, (
