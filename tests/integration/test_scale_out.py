@@ -102,6 +102,14 @@ class Scale:
     def worker_log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
+    def ran(self, worker: str, flow_run_id: str) -> bool:
+        """The worker started the flow run (both try to submit it; the slower one is aborted)."""
+        log = self.worker_log(worker)
+        return (
+            f"submitting flow run '{flow_run_id}'" in log
+            and f"Aborted submission of flow run '{flow_run_id}'" not in log
+        )
+
     def run_deployment(self, exp: Path, **parameters) -> str:
         args = ["deployment", "run", DEPLOYMENT, "--param", f"experiment_dir={json.dumps(str(exp))}"]
         for key, value in {"tiers_dir": str(TIERS), "max_concurrent": AGENTS, **parameters}.items():
@@ -280,7 +288,7 @@ def test_two_workers_repair_two_experiments_within_the_provider_limits(scale: Sc
         for run in finished:
             assert run["state"]["type"] == "COMPLETED", [scale.worker_log(n)[-3000:] for n in scale.workers]
         # One experiment per worker (each worker runs one flow run at a time), at the same time.
-        runners = {i: [n for n in scale.workers if i in scale.worker_log(n)] for i in ids}
+        runners = {i: [n for n in scale.workers if scale.ran(n, i)] for i in ids}
         assert sorted(sum(runners.values(), [])) == ["worker-a", "worker-b"], runners
         spans = [(r["start_time"], r["end_time"]) for r in finished]
         assert max(s for s, _ in spans) < min(e for _, e in spans), f"the repairs did not overlap: {spans}"
