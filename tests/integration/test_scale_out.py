@@ -152,20 +152,25 @@ def scale(tmp_path_factory) -> Iterator[Scale]:
             )
         )
         timings["server"] = time.monotonic() - started
-        prefect(server.env, "work-pool", "create", POOL, "--type", "process")
-        deployed = prefect(server.env, "--no-prompt", "deploy", "--all", timeout=240)
-        assert DEPLOYMENT in deployed, deployed
-        # prefect.yaml runs one manual repair at a time; two workers need two.
-        prefect(server.env, "--no-prompt", "deploy", "-n", "rerun-agents", "--concurrency-limit", "2")
-        out = subprocess.run(
+        # The zombie automation (once per server) is created while the deployments are.
+        zombies = subprocess.Popen(
             [sys.executable, "-m", "deployments.zombies", "--within", str(ZOMBIE_WITHIN)],
             env=server.env,
             cwd=PROJECT,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=120,
         )
-        assert out.returncode == 0, out.stdout + out.stderr
+        try:
+            prefect(server.env, "work-pool", "create", POOL, "--type", "process")
+            deployed = prefect(server.env, "--no-prompt", "deploy", "--all", timeout=240)
+            assert DEPLOYMENT in deployed, deployed
+            # prefect.yaml runs one manual repair at a time; two workers need two.
+            prefect(server.env, "--no-prompt", "deploy", "-n", "rerun-agents", "--concurrency-limit", "2")
+            out, _ = zombies.communicate(timeout=120)
+        finally:
+            kill_if_running(zombies)
+        assert zombies.returncode == 0, out
         timings["deployed"] = time.monotonic() - started
         judges = stack.enter_context(MessagesServer(ServerBehavior(latency=0.3)))
         script = write_script(root / "claude-script.json", [], default="slow_success")
@@ -182,6 +187,12 @@ def scale(tmp_path_factory) -> Iterator[Scale]:
         )
         print(f"\nscale-out setup: {', '.join(f'{k} {v:.1f} s' for k, v in timings.items())}")
         yield Scale(root, server, judges, script, agent_log, worker_env, stack)
+
+
+def kill_if_running(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
 
 
 def make_experiment(parent: Path, runs_per_subtest: int, seed: int, mix: dict[str, float]) -> Path:
