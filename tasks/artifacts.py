@@ -1,11 +1,14 @@
 """What the Prefect UI shows: the classification table, rerun progress, the repair summary.
 
-Artifact keys are derived from the experiment directory's name so each experiment keeps its
-own history in the Artifacts page (keys allow lowercase letters, digits and dashes only).
+Each experiment keeps its own history in the Artifacts page: the key is the kind, the slug of
+the experiment directory's name (readable) and a short hash of its resolved absolute path, so two
+experiments with the same directory name under different roots never overwrite each other's
+artifacts (keys allow lowercase letters, digits and dashes only).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +26,11 @@ from experiment.scan import ScanReport
 
 
 def artifact_key(kind: str, experiment_dir: str | Path) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", Path(experiment_dir).name.lower()).strip("-")[:40] or "experiment"
-    return f"{kind}-{slug}"
+    """``<kind>-<slug of the directory name>-<8 hex digits of its resolved absolute path>``."""
+    path = Path(experiment_dir).expanduser().resolve()
+    slug = re.sub(r"[^a-z0-9]+", "-", path.name.lower()).strip("-")[:40].strip("-") or "experiment"
+    digest = hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{kind}-{slug}-{digest}"
 
 
 def publish_classification(report: ScanReport) -> None:

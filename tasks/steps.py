@@ -42,7 +42,7 @@ from operations.judge import (
 )
 from operations.settings import RepairSettings, budget_for, context_for
 from operations.workspace import prepare_workspace
-from tasks.limits import ProviderLimits, agent_slot, judge_token
+from tasks.limits import ProviderLimits, agent_slot, judge_request
 from tasks.retry import BACKOFF, JITTER, RETRIES, retry_transient
 
 logger = logging.getLogger(__name__)
@@ -195,11 +195,10 @@ def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> J
     system = system_prompt_for(context, settings.judge_system_prompt, settings.tiers_dir)
     prompt = ensure_judge_prompt(context, run_dir, run_dir / "workspace")
     budget = budget_for(settings)
-    # The Prefect token first: its latency (0.1-5 s on SQLite) overlaps other calls instead of
-    # holding an in-process slot; the in-process gate then decides the exact moment.
-    judge_token(provider_limits(settings))
+    # The Prefect slot first (shared by every flow run and worker: held until a window after the
+    # request); the in-process gate then decides the exact moment.
     try:
-        with budget.judge_request():
+        with judge_request(provider_limits(settings)), budget.judge_request():
             outcome = run_judge_slot(run_dir, slot, model, prompt, judge_settings, system=system)
     except AttemptFailed as exc:
         if exc.failure.kind is FailureClass.QUOTA_WINDOW:

@@ -8,10 +8,10 @@ provider's budget together:
     A concurrency limit of ``max_agents`` slots; every agent process holds one slot, under a
     60 s lease (the server's minimum) that a background thread renews every 20 s.
 ``scylla-judge-rate:<provider>``
-    A rate limit (``slot_decay_per_second = rpm / window``, ``limit = rpm``): every judge request
-    spends one slot; Prefect's token bucket of that size never refuses a stream of requests that
-    the in-process sliding window (``operations/budget.py``) already admitted, so across flow runs it
-    caps the total and within one it costs nothing but the call.
+    A concurrency limit of ``judge_rpm`` slots used as a sliding window: every judge request
+    holds one slot from before it is sent until one rate window after it ended, so no window
+    ever sees more than ``judge_rpm`` requests from all flow runs and workers together
+    (``judge_window``; slots are taken in batches, one Prefect call per burst).
 
 The limits are created (or resized: upsert, last writer wins) on demand with the sizes from the
 flow parameters, once per process, and then acquired strictly: a missing limit is an error,
@@ -19,7 +19,7 @@ never Prefect's silent "skipping acquisition".
 
 This module is the entry point (create, hold, spend, give back); the parts live beside it:
 ``provider`` (names, sizes, timings), ``acquire`` (the polling acquisition loop),
-``agent_pool`` (slot reuse between agents), ``judge_credit`` (batched judge accounting) and
+``agent_pool`` (slot reuse between agents), ``judge_window`` (the shared judge window) and
 ``holders`` (lease renewal and leaked-slot recovery).
 """
 
@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from tasks.limits.acquire import STATS, AcquireStats, increment
 from tasks.limits.agent_pool import AgentSlotPool
 from tasks.limits.holders import reclaim_orphaned_slots
-from tasks.limits.judge_credit import JudgeCredit
+from tasks.limits.judge_window import JudgeWindow
 from tasks.limits.provider import (
     ACQUIRE_TIMEOUT,
     DEFAULT_PROVIDER,
@@ -66,7 +66,7 @@ __all__ = [
     "ensure_limits",
     "forget_ensured",
     "increment",
-    "judge_token",
+    "judge_request",
     "limits_enabled",
     "provider_key",
     "reclaim_orphaned_slots",
@@ -90,11 +90,14 @@ def ensure_limits(limits: ProviderLimits, *, reclaim: bool = True) -> ProviderLi
         with client() as prefect:
             prefect.upsert_global_concurrency_limit_by_name(limits.agents_name, limits.max_agents)
             if limits.judge_rpm:
+                # Slots are held for a window after each request, never decayed (see JudgeWindow).
                 prefect.upsert_global_concurrency_limit_by_name(
-                    limits.judge_rate_name, limits.judge_rpm, slot_decay_per_second=limits.decay_per_second
+                    limits.judge_rate_name, limits.judge_rpm, slot_decay_per_second=0.0
                 )
             if reclaim:
                 reclaim_orphaned_slots(prefect, limits.agents_name)
+                if limits.judge_rpm:
+                    reclaim_orphaned_slots(prefect, limits.judge_rate_name)
         _register_exit_release()
         _ENSURED.add(limits)
         logger.info(
@@ -115,7 +118,7 @@ def forget_ensured() -> None:
 
 
 _POOLS: dict[ProviderLimits, AgentSlotPool] = {}
-_CREDITS: dict[ProviderLimits, JudgeCredit] = {}
+_WINDOWS: dict[ProviderLimits, JudgeWindow] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -124,9 +127,9 @@ def _pool(limits: ProviderLimits) -> AgentSlotPool:
         return _POOLS.setdefault(limits, AgentSlotPool(limits))
 
 
-def _credit(limits: ProviderLimits) -> JudgeCredit:
+def _window(limits: ProviderLimits) -> JudgeWindow:
     with _REGISTRY_LOCK:
-        return _CREDITS.setdefault(limits, JudgeCredit(limits))
+        return _WINDOWS.setdefault(limits, JudgeWindow(limits))
 
 
 @contextlib.contextmanager
@@ -140,20 +143,23 @@ def agent_slot(limits: ProviderLimits, timeout: float = ACQUIRE_TIMEOUT) -> Iter
         yield
 
 
-def judge_token(limits: ProviderLimits, timeout: float = ACQUIRE_TIMEOUT) -> None:
-    """Spend one request of the provider's judge rate limit (no-op without ``judge_rpm``)."""
+@contextlib.contextmanager
+def judge_request(limits: ProviderLimits, timeout: float = ACQUIRE_TIMEOUT) -> Iterator[None]:
+    """Hold one slot of the provider's judge window around one request (no-op without ``judge_rpm``)."""
     if not limits_enabled() or not limits.judge_rpm:
+        yield
         return
     ensure_limits(limits)
-    _credit(limits).take(timeout)
+    with _window(limits).request(timeout):
+        yield
 
 
 def release_all() -> None:
-    """Give back every idle agent slot and record every judge request (flow end, exit)."""
+    """Give back every idle agent slot and every judge slot whose window is over (flow end, exit)."""
     with _REGISTRY_LOCK:
-        pools, credits = list(_POOLS.values()), list(_CREDITS.values())
-    for credit in credits:
-        credit.settle()
+        pools, windows = list(_POOLS.values()), list(_WINDOWS.values())
+    for window in windows:
+        window.release_expired()
     for pool in pools:
         pool.release_idle()
 

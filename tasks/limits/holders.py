@@ -67,7 +67,7 @@ class _Holders:
         self._leases: dict[str, Path] = {}
         self._thread: threading.Thread | None = None
 
-    def add(self, name: str, lease_id: str) -> Path:
+    def add(self, name: str, lease_id: str, slots: int = 1) -> Path:
         directory = _holders_dir(name)
         directory.mkdir(parents=True, exist_ok=True)
         record = directory / f"{socket.gethostname()}-{os.getpid()}-{lease_id}.json"
@@ -80,6 +80,7 @@ class _Holders:
                     "host": socket.gethostname(),
                     "process_start": _process_start(os.getpid()),
                     "since": time.time(),
+                    "slots": slots,
                 }
             )
         )
@@ -156,7 +157,7 @@ def reclaim_orphaned_slots(prefect: SyncPrefectClient, name: str) -> int:
         elif _ephemeral():
             # The lease lived in the memory of the dead process's temporary server.
             prefect.release_concurrency_slots(
-                [name], 1, occupancy_seconds=max(1.0, time.time() - info["since"])
+                [name], int(info.get("slots", 1)), occupancy_seconds=max(1.0, time.time() - info["since"])
             )
             freed += 1
         # else: a real server's repossessor already freed (or will free) it with the lease.

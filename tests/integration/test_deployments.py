@@ -11,13 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -28,86 +24,13 @@ from simulation.claude_log import count_starts, fake_claude_bin
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
 from tasks.artifacts import artifact_key
+from tests.integration.services import free_port, healthy, prefect, prefect_env, process, wait_for
 
 pytestmark = pytest.mark.integration
 
 PROJECT = Path(__file__).resolve().parents[2]
 TIERS = PROJECT / "tests" / "fixtures" / "scylla-tiers"
 POOL = "scylla-repair"  # the work pool named in prefect.yaml
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def prefect_env(tmp_path: Path, api_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
-        PREFECT_API_URL=api_url,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_UI_ENABLED="false",
-        PREFECT_WORKER_QUERY_SECONDS="1",
-        PREFECT_WORKER_PREFETCH_SECONDS="1",
-        PREFECT_LOGGING_LEVEL="INFO",
-        PREFECT_CLI_PROMPT="false",
-    )
-    return env
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """A background process in its own session; SIGINT, then SIGTERM, then SIGKILL on exit."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, env=env, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield proc
-        finally:
-            for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-                if proc.poll() is not None:
-                    break
-                try:
-                    os.killpg(proc.pid, sig)  # the group we created: the process and its children
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(wait)
-                except subprocess.TimeoutExpired:
-                    continue
-
-
-def prefect(env: dict[str, str], *args: str, timeout: float = 60) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "prefect", *args],
-        env=env,
-        cwd=PROJECT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def healthy(api: httpx.Client) -> bool:
-    try:
-        return api.get("/health").status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_deploy_run_and_schedule(tmp_path: Path):
@@ -126,7 +49,7 @@ def test_deploy_run_and_schedule(tmp_path: Path):
     assert broken, "the generated experiment must need a repair"
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = prefect_env(tmp_path, api_url)
+    env = prefect_env(tmp_path / "prefect-home", api_url, PREFECT_UI_ENABLED="false")
     logs = tmp_path / "logs"
     logs.mkdir()
     with ExitStack() as stack, httpx.Client(base_url=api_url, timeout=10) as api:
