@@ -33,17 +33,26 @@ def publish_classification(report: ScanReport) -> None:
     create_table_artifact(
         key=artifact_key("classification", report.experiment),
         table=[
-            {
+            {  # the short columns first: a long reason must not push the class off screen
                 "run": e.run,
                 "status": e.status.value,
-                "reason": e.reason,
                 "failure_class": e.failure_class or "",
+                "reason": _short(e.reason),
             }
             for e in report.entries
         ],
         description=f"Run classification of {report.experiment}: {report.total_expected} expected ({counts}); "
         f"{report.skipped_by_filter} skipped by filter.",
     )
+
+
+REASON_WIDTH = 100
+"""Characters of a run's reason shown in the table (the scan's JSON output has it whole)."""
+
+
+def _short(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 1] + "…"
 
 
 progress_listeners: list[Callable[[int, int, int, float], None]] = []
