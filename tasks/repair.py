@@ -53,13 +53,19 @@ def _judge_missing_slots(settings: RepairSettings, label: str) -> int:
     with own_transaction():
         plan = finalize_step(settings, label)
         for slot in plan.missing_judge_slots:
-            answer: Any = judge(settings, label, slot, config.judge_models[slot - 1])
+            answer = _value(judge(settings, label, slot, config.judge_models[slot - 1]))
             if isinstance(answer, Deferral):
                 raise answer.exception()
         final = finalize_step(settings, label) if plan.missing_judge_slots else plan
     if final.missing_judge_slots and len(final.missing_judge_slots) == len(config.judge_models):
         raise _JudgesFailed(final.message or "no judge produced a valid judgment")
     return len(config.judge_models) - len(final.missing_judge_slots)
+
+
+def _value(returned: Any) -> Any:
+    """What a step called inline gave back: Prefect hands the caller the very state a task
+    returned (a ``Deferred`` one), not its data."""
+    return returned.result(raise_on_failure=False) if isinstance(returned, State) else returned
 
 
 class _JudgesFailed(Exception):
@@ -72,7 +78,7 @@ def _rerun(settings: RepairSettings, label: str, record: RunRepair) -> bool:
     with own_transaction():
         record.archived_to = archive_step(settings, label)
         workspace_step(settings, label)
-        outcome: Any = agent_step.with_options(result_storage=settings.results_dir)(settings, label)
+        outcome = _value(agent_step.with_options(result_storage=settings.results_dir)(settings, label))
     if isinstance(outcome, Deferral):
         raise outcome.exception()
     record.cost_usd = outcome.cost_usd
