@@ -63,6 +63,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 AGENT_COMMIT_MESSAGE = "[scylla] Agent changes"
+INTERRUPTED_NOTE = "Stopped: the repair was interrupted (Ctrl+C); the next run starts it over"
+"""Appended to ``stderr.log`` of an agent stopped by :func:`stop_agents`: not an outcome."""
 
 
 class AgentOutcome(BaseModel):
@@ -209,7 +211,7 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
         )
     interrupted = stopping()  # stop_agents() ended it: not the agent's outcome
     if interrupted:
-        run.stderr += "\nStopped: the repair was interrupted (Ctrl+C); the next run starts it over\n"
+        run.stderr += f"\n{INTERRUPTED_NOTE}\n"
     outcome = _record(call, run, time.monotonic() - start)
     if interrupted:  # raise, so no outcome is persisted and a resume runs the agent again
         raise AgentInterrupted(f"agent in {call.workspace} stopped: the repair was interrupted")
@@ -253,7 +255,7 @@ def finished_agent(run_dir: Path) -> FinishedAgent | None:
             return None
         run.exit_code = 1 if output.get("is_error") else 0
         return FinishedAgent(run, float(output.get("duration_ms") or 0) / 1000)
-    if recorded.exit_code == -1:
+    if recorded.exit_code == -1 or INTERRUPTED_NOTE in stderr:  # crashed, timed out, or stopped by us
         return None
     run.exit_code = recorded.exit_code
     return FinishedAgent(run, timing.agent_duration_seconds)
