@@ -31,6 +31,7 @@ from typing import Any, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.states import Completed
 from prefect.transactions import Transaction, get_transaction
@@ -113,7 +114,7 @@ def _deferred(paused: QuotaPaused) -> Deferral:
     transaction = get_transaction()
     if transaction is not None:
         transaction.write_on_commit = False
-    state = Completed(
+    state: State[Deferral] = Completed(
         name="Deferred",
         message=f"quota window: resumes after {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(paused.resume_at))}",
         data=Deferral(resume_at=paused.resume_at, reason=paused.reason),
