@@ -27,6 +27,15 @@ def artifact_key(kind: str, experiment_dir: str | Path) -> str:
     return f"{kind}-{slug}"
 
 
+REASON_WIDTH = 100
+"""Characters of a run's reason shown in the table (the scan's JSON output has it whole)."""
+
+
+def _short(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 1] + "…"
+
+
 def publish_classification(report: ScanReport) -> None:
     """A table artifact with one row per in-scope run, plus the counts in the description."""
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
@@ -44,15 +53,6 @@ def publish_classification(report: ScanReport) -> None:
         description=f"Run classification of {report.experiment}: {report.total_expected} expected ({counts}); "
         f"{report.skipped_by_filter} skipped by filter.",
     )
-
-
-REASON_WIDTH = 100
-"""Characters of a run's reason shown in the table (the scan's JSON output has it whole)."""
-
-
-def _short(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 1] + "…"
 
 
 progress_listeners: list[Callable[[int, int, int, float], None]] = []
