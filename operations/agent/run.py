@@ -239,6 +239,8 @@ def finished_agent(run_dir: Path) -> FinishedAgent | None:
     before recording it (SIGKILL). A crashed or timed-out attempt (exit -1) counts as unfinished.
     """
     agent_dir = Path(run_dir) / "agent"
+    if (agent_dir / "interrupted.log").exists():  # stopped by Ctrl+C (another branch's record of it)
+        return None
     try:
         stdout = (agent_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
         stderr = (agent_dir / "stderr.log").read_text(encoding="utf-8", errors="replace")
