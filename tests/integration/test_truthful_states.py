@@ -207,7 +207,9 @@ def test_sigkill_at_20_random_instants_then_resume(server, tmp_path):
     exp = make_experiment(tmp_path, 12, {"failed": 0.5, "missing": 0.5}, seed=seed % 97)
     log = tmp_path / "fake-claude.log"
     with MessagesServer(ServerBehavior(latency=0.3, seed=seed)) as judges:
-        env = cli_env(server, judges, tmp_path, FAKE_CLAUDE_DELAY="1.0")
+        # Prefect global limits off: a killed holder's leaked slot would cost each next repair a wait
+        # (that recovery is tested in test_crash_resume.py and tasks/limits); the steps are the point.
+        env = cli_env(server, judges, tmp_path, FAKE_CLAUDE_DELAY="1.0", SCYLLA_PREFECT_LIMITS="0")
         argv = repair_argv(exp, "--max-concurrent", "2")
         kills = []
         for _ in range(20):
