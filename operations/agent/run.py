@@ -10,6 +10,11 @@ timeout gives the original's crash result (exit -1, zero tokens); unlike the ori
 ``stderr.log`` is written then too and says what happened, so a timed-out run is never mistaken
 for one that never started.
 
+stdout and stderr stream into ``stdout.log``/``stderr.log`` while the agent runs, so an agent that
+exited just before the repair was killed is still on disk: :func:`finished_agent` recognises it
+(from ``result.json``, else from claude's final result object in ``stdout.log``) and
+:func:`recover_agent` completes its records, so a resume never pays for it again.
+
 The outcome is classified by :func:`experiment.failures.classify_agent_outcome` (one taxonomy for
 the whole tool). This module does not retry and does not import Prefect; the caller's retry policy
 reads :attr:`AgentOutcome.failure` (or calls :meth:`AgentOutcome.raise_if_transient`).
