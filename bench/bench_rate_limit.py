@@ -153,7 +153,7 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
         seed=9,
         tiers_dir=TIERS,
     ).path
-    from flows.rerun_agents import rerun_agents
+    from flows.rerun_agents import rerun_agents, summary_of
 
     behavior = ServerBehavior(
         rpm=rpm,
@@ -168,12 +168,15 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
     with MessagesServer(behavior) as server:
         os.environ["ANTHROPIC_BASE_URL"] = server.url
         started = time.monotonic()
-        summary = rerun_agents(
-            experiment_dir=str(exp),
-            tiers_dir=str(TIERS),
-            max_concurrent=agents,
-            judge_rpm=rpm,
-            max_in_flight=max(agents, 8),
+        summary = summary_of(
+            rerun_agents(
+                experiment_dir=str(exp),
+                tiers_dir=str(TIERS),
+                max_concurrent=agents,
+                judge_rpm=rpm,
+                max_in_flight=max(agents, 8),
+                return_state=True,
+            )
         )
         elapsed = time.monotonic() - started
         stats = server.stats()

@@ -45,7 +45,7 @@ def run_repair(
     RepairLock(context.layout).ensure_free()  # one line and exit 2 now, not a flow traceback later
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from cli.progress import terminal_progress
-    from flows.rerun_agents import rerun_agents
+    from flows.rerun_agents import rerun_agents, summary_of
 
     if not verbose:
         quiet_terminal()
@@ -70,7 +70,8 @@ def run_repair(
 
     # Ctrl+C: stop the agents (their own sessions do not get the terminal's SIGINT), exit 130.
     with interruptible(stop_agents), terminal_progress(enabled=show_progress):
-        summary = rerun_agents(**parameters)
+        # The flow run ends Failed when a rerun failed (the exit 1 below); its data is the summary.
+        summary = summary_of(rerun_agents(**parameters, return_state=True))
     if as_json:
         typer.echo(json.dumps(summary.to_json_dict(), indent=2))
     else:

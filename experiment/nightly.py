@@ -71,6 +71,7 @@ class ExperimentNight(BaseModel):
     experiment: str = Field(description="The experiment directory.")
     verdict: Verdict = Field(description="The outcome in two words.")
     flow_run: str | None = Field(default=None, description="The subflow run's name, if one ran.")
+    flow_run_url: str | None = Field(default=None, description="The subflow run's page in the UI, if known.")
     to_repair: int = Field(default=0, description="Runs in scope needing a rerun or regeneration before.")
     succeeded: int = Field(default=0, description="Reruns that succeeded.")
     failed: int = Field(default=0, description="Reruns that failed.")
@@ -111,8 +112,10 @@ class NightlyReport(BaseModel):
         ]
         for e in self.experiments:
             estimate = f"{e.estimated_cost_usd:.4f}" if e.estimated_cost_usd is not None else ""
+            name = f"`{Path(e.experiment).name}`"
+            name = f"[{name}]({e.flow_run_url})" if e.flow_run_url else name
             lines.append(
-                f"| `{Path(e.experiment).name}` | {e.verdict} | {e.to_repair} | {e.succeeded} | {e.failed} | "
+                f"| {name} | {e.verdict} | {e.to_repair} | {e.succeeded} | {e.failed} | "
                 f"{e.regenerated} | {e.deferred} | {e.cost_usd:.4f} | {estimate} | {e.note.replace('|', '/')} |"
             )
         return "\n".join(lines)

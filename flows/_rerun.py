@@ -24,7 +24,7 @@ from operations.settings import RepairSettings
 from operations.summarize import latest_resume_at, note_resume
 from operations.summary import RepairSummary
 from tasks.artifacts import ProgressArtifact
-from tasks.repair import repair_run
+from tasks.repair import record_of, repair_run
 from tasks.retry import schedule_resume
 
 
@@ -80,7 +80,8 @@ def repair_with_progress(
     for record in repair_runs(settings, todo, gate):
         results.append(record)
         progress.advance(failed=record.outcome == "failed", cost=record.cost_usd)
-    return results
+    order = {entry.run: index for index, entry in enumerate(todo)}
+    return sorted(results, key=lambda r: order.get(r.run, len(order)))  # as finished -> as listed
 
 
 def repair_runs(settings: RepairSettings, todo: list[RunEntry], gate: RerunGate) -> Iterator[RunRepair]:
@@ -91,10 +92,8 @@ def repair_runs(settings: RepairSettings, todo: list[RunEntry], gate: RerunGate)
     guard leaves every run not yet started untouched (recorded as ``deferred``).
     """
     if not gate.active:
-        yield from (
-            f.result()
-            for f in repair_run.map(unmapped(settings), [e.run for e in todo], [e.status for e in todo])
-        )
+        futures = repair_run.map(unmapped(settings), [e.run for e in todo], [e.status for e in todo])
+        yield from (record_of(f) for f in as_completed(futures))
         return
     regenerate = [e for e in todo if not e.status.needs_agent]
     regenerating = repair_run.map(
@@ -110,7 +109,7 @@ def repair_runs(settings: RepairSettings, todo: list[RunEntry], gate: RerunGate)
         if not in_flight:
             break
         future = next(as_completed(list(in_flight)))
-        record = future.result()
+        record = record_of(future)
         gate.finished(
             in_flight.pop(future).run, record.outcome, record.cost_usd, record.failure_class, record.reason
         )
@@ -121,7 +120,7 @@ def repair_runs(settings: RepairSettings, todo: list[RunEntry], gate: RerunGate)
             yield RunRepair(
                 run=entry.run, action="rerun", outcome="deferred", reason=f"not started: {gate.halted}"
             )
-    yield from (f.result() for f in regenerating)
+    yield from (record_of(f) for f in regenerating)
 
 
 def resume_or_finish(summary: RepairSummary, prefect_dir: Path, repair_id: str) -> None:

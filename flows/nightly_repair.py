@@ -17,17 +17,24 @@ refuses a manual repair running at the same time: that experiment is skipped ton
 * ``circuit_breaker``: an experiment stops starting reruns after this many in a row failed for
   the same non-transient reason.
 
-A markdown artifact ``nightly-<root>`` summarises the night: one row per experiment.
+A markdown artifact ``nightly-<root>`` summarises the night: one row per experiment, linked to
+its subflow run, with why it was only partly repaired. The night's flow run ends **Failed**,
+naming the experiments, when a rerun failed or an experiment could not be repaired (what the CLI
+would exit 1 for); deferred runs (quota window, cost cap) are not failures. A subflow deferred by a
+quota window schedules its own resume on the ``rerun-agents`` deployment (``tasks/retry.py``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
+from prefect.states import Failed
 
 from experiment.cost import estimate_repair_cost
 from experiment.errors import ExperimentError, RepairBlocked
@@ -41,7 +48,7 @@ from experiment.nightly import (
 )
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
-from flows.rerun_agents import rerun_agents
+from flows.rerun_agents import rerun_agents, summary_of
 from operations.summary import RepairSummary
 from tasks.artifacts import publish_markdown
 
@@ -51,7 +58,7 @@ DEFAULT_STATUSES = [RunStatus.FAILED, RunStatus.PARTIAL, RunStatus.RESULTS]
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
-    root = flow_run.parameters.get("experiments_root") or f"${ENV_ROOT}"
+    root = flow_run.parameters.get("experiments_root") or os.environ.get(ENV_ROOT) or f"${ENV_ROOT} (unset)"
     return f"nightly repair of {root} {time.strftime('%Y-%m-%d')}"
 
 
@@ -123,23 +130,53 @@ def nightly_repair(
     print(
         f"Nightly repair of {root}: {len(experiments)} experiment(s), ${night.cost_usd:.4f} agent money spent"
     )
+    failing = [Path(e.experiment).name for e in night.experiments if e.failed or e.verdict == "error"]
+    if failing:  # the UI's failed-runs count then means what it says
+        return Failed(  # type: ignore[return-value]  # Prefect keeps the state, the data is the report
+            message=f"reruns failed or repair impossible in {len(failing)} experiment(s): {', '.join(failing)}",
+            data=night,
+        )
     return night
 
 
+def _flow_run_url(state: State[Any]) -> str | None:
+    """The UI page of the subflow run that ended in ``state`` (None without a UI URL)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    base, run_id = PREFECT_UI_URL.value(), state.state_details.flow_run_id
+    return f"{base.rstrip('/')}/runs/flow-run/{run_id}" if base and run_id else None
+
+
 def record(row: ExperimentNight, state: State[RepairSummary]) -> None:
-    """Fill the night's row from the subflow's final state."""
-    if not state.is_completed():
-        error = state.result(raise_on_failure=False)
+    """Fill the night's row from the subflow's final state (Failed when a rerun failed)."""
+    row.flow_run_url = _flow_run_url(state)
+    try:
+        summary = summary_of(state)
+    except Exception as error:  # the subflow crashed before summarising: the row says why
         busy = isinstance(error, RepairBlocked) and "already running" in str(error)
         row.verdict = "skipped" if busy else "error"
-        row.note = str(error) if isinstance(error, Exception) else (state.message or state.name or "")
+        row.note = str(error) or state.message or state.name or ""
         return
-    summary: RepairSummary = state.result()
     row.succeeded, row.failed = summary.succeeded, summary.failed
     row.regenerated, row.deferred = summary.regenerated, summary.deferred
     row.cost_usd = summary.cost_usd
     row.verdict = "repaired" if not (summary.failed or summary.deferred) else "partly repaired"
-    row.note = summary.stopped or ""
+    row.note = "; ".join(part for part in (summary.stopped, _why_partly(summary)) if part)
+
+
+def _why_partly(summary: RepairSummary) -> str:
+    """One line on the runs left broken: how many failed or were deferred, and the reasons."""
+    parts = []
+    for outcome in ("failed", "deferred"):
+        runs = [r for r in summary.runs if r.outcome == outcome]
+        if runs:
+            classes = sorted({str(r.failure_class or r.reason.split(":")[0]) for r in runs})
+            parts.append(f"{len(runs)} {outcome} ({', '.join(classes)})")
+    if summary.resume_scheduled:
+        parts.append(f"resume scheduled as flow run {summary.resume_scheduled}")
+    elif summary.resume_at:
+        parts.append(f"resumes after {time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(summary.resume_at))}")
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":

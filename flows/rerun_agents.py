@@ -7,14 +7,21 @@ Failed, partial and missing runs get a fresh agent and judges (the old attempt i
 ``.failed/``); ``results`` runs are regenerated from their logs, with only their missing judges
 re-run; completed runs are never touched. Resume after a crash by running the same command again.
 The steps longer than a line live in :mod:`flows._rerun`.
+
+The flow run ends **Failed** with "N of M reruns failed" exactly when the CLI exits 1 (at least
+one rerun failed), its data still the :class:`RepairSummary`: call it with ``return_state=True``
+and read the summary with :func:`summary_of`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from experiment.attempt import current_repair_id
@@ -28,7 +35,7 @@ from flows._rerun import judge_system_prompt_choice, repair_settings, repair_wit
 from flows.scan import scan_experiment
 from operations.summarize import dry_run_summary, repair_summary
 from operations.summary import RepairSummary
-from tasks.artifacts import publish_markdown
+from tasks.artifacts import publish_classification, publish_markdown
 from tasks.checkpoint import settle_from_scan
 from tasks.limits import ensure_limits, release_all
 from tasks.regenerate import rebuild_aggregates_task
@@ -69,6 +76,7 @@ def rerun_agents(
     checkout's ``config/judge/system_prompt.md`` found from the tiers dir, else our fallback, which
     the summary then says makes the re-judged runs not comparable with the others."""
     report = scan_experiment(experiment_dir, tiers, subtests, runs, statuses, tiers_dir)
+    publish_classification(report)  # on the repair's own Artifacts tab too, not only the scan's
     estimate = estimate_repair_cost(report)
     print(estimate.line())
     context = load_context(Path(experiment_dir), Path(tiers_dir) if tiers_dir else None)
@@ -113,4 +121,18 @@ def rerun_agents(
     summary.after = scan_in_process(context, filters)
     settle_from_scan(experiment_dir, summary.after, whole_experiment=not (tiers or subtests or runs))
     publish_markdown("repair-summary", experiment_dir, summary.markdown(), f"Repair of {experiment_dir}")
+    if summary.failed:  # what the CLI's exit 1 means, in the flow run's own state
+        reruns = sum(1 for r in summary.runs if r.action == "rerun")
+        return Failed(message=f"{summary.failed} of {reruns} reruns failed", data=summary)  # type: ignore[return-value]
     return summary
+
+
+def summary_of(state: State[Any]) -> RepairSummary:
+    """The summary of a finished ``rerun_agents`` run (``return_state=True``), Failed included;
+    a flow that crashed before summarising raises its error."""
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, RepairSummary):
+        return value
+    if isinstance(value, BaseException):
+        raise value
+    raise RuntimeError(f"rerun-agents ended {state.name} without a summary: {state.message}")

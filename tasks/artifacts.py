@@ -33,17 +33,26 @@ def artifact_key(kind: str, experiment_dir: str | Path) -> str:
     return f"{kind}-{slug}-{digest}"
 
 
+REASON_WIDTH = 100
+"""Characters of a run's reason shown in the table (the scan's JSON output has it whole)."""
+
+
+def _short(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 1] + "…"
+
+
 def publish_classification(report: ScanReport) -> None:
     """A table artifact with one row per in-scope run, plus the counts in the description."""
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     create_table_artifact(
         key=artifact_key("classification", report.experiment),
         table=[
-            {
+            {  # the short columns first: a long reason must not push the class off screen
                 "run": e.run,
                 "status": e.status.value,
-                "reason": e.reason,
                 "failure_class": e.failure_class or "",
+                "reason": _short(e.reason),
             }
             for e in report.entries
         ],

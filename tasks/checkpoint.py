@@ -77,7 +77,9 @@ def settle_checkpoint(
     return update_checkpoint(context.layout, context.config, settle).status
 
 
-settle_checkpoint_task = task(name="settle-checkpoint", cache_policy=NO_CACHE)(settle_checkpoint)
+settle_checkpoint_task = task(
+    name="settle-checkpoint", task_run_name="settle checkpoint", cache_policy=NO_CACHE
+)(settle_checkpoint)
 
 
 def settle_from_scan(experiment_dir: str, after: ScanReport, whole_experiment: bool) -> str | None:

@@ -8,9 +8,15 @@ Each wraps a plain function (``operations/archive.py``, ``operations/workspace.p
 * persisted results with cache keys made of the run, the attempt id recorded in the run dir and
   the repair id (``experiment/attempt.py``), stored inside the experiment under
   ``.prefect/results``: a repair resumed after a crash reuses every step that finished, and a
-  later, deliberate repair never sees them.
+  later, deliberate repair never sees them. ``tasks/repair.py`` calls each step in its own
+  transaction (:func:`own_transaction`), so a result is written the moment its step finishes;
+* states that say what happened: a quota window ends the agent or judge step in a Completed
+  state named ``Deferred`` (not a red Failed: nothing is broken, the run resumes later), and that
+  answer is never persisted, so the resumed repair asks again.
 
-Agent and judges are separate tasks, so a judge failure never re-runs an agent.
+Agent and judges are separate tasks, so a judge failure never re-runs an agent. An agent that
+finished before the repair died (its output streamed into ``agent/``, see
+:func:`operations.agent.finished_agent`) is recorded from those files, never run again.
 """
 
 from __future__ import annotations
@@ -18,21 +24,34 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
+from prefect.states import Completed
+from prefect.transactions import Transaction, get_transaction
+from pydantic import BaseModel, Field
 
 from experiment.attempt import attempt_id, attempt_repair_id, pause_for_tests, start_attempt
-from experiment.failures import AttemptFailed, FailureClass
+from experiment.failures import AttemptFailed, Failure, FailureClass
 from experiment.layout import RunKey
 from experiment.locks import update_checkpoint
 from experiment.regenerate import RunRegeneration, apply_to_checkpoint, regenerate_run
-from experiment.status import RunStatus, classify_run
-from operations.agent import AgentOutcome, run_agent, settings_for_run
+from operations.agent import (
+    AgentOutcome,
+    FinishedAgent,
+    finished_agent,
+    recover_agent,
+    run_agent,
+    settings_for_run,
+)
 from operations.archive import archive_run
+from operations.budget import QuotaPaused
 from operations.judge import (
     JudgeSettings,
     JudgeSlotOutcome,
@@ -43,7 +62,7 @@ from operations.judge import (
 from operations.settings import RepairSettings, budget_for, context_for
 from operations.workspace import prepare_workspace
 from tasks.limits import ProviderLimits, agent_slot, judge_request
-from tasks.retry import BACKOFF, JITTER, RETRIES, retry_transient
+from tasks.retry import BASE_DELAY, JITTER, RETRIES, retry_transient
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +90,74 @@ def judge_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     )
 
 
-def _agent_result_persisted(settings: RepairSettings, label: str) -> bool:
-    """True when this repair already ran this attempt's agent to an outcome (persisted result).
+@contextmanager
+def own_transaction() -> Iterator[None]:
+    """Run the step tasks called inside this block in transactions of their own.
 
-    A resumed repair then keeps the attempt as it is (no archive, no new workspace, so the same
-    attempt id and cache key) and the agent step comes back Cached: an agent that finished, even
-    with a genuine failure, is never paid for twice within one repair. A retry after a transient
-    failure persisted nothing, so it still archives and starts over."""
+    Prefect nests a task's transaction in its caller's: the step's result is written only when
+    the calling task (``repair``) commits, and one failed attempt (a 429 retried) rolls back the
+    caller's transaction and with it every sibling that had finished (state ``RolledBack``).
+    Without a parent transaction each step commits, and writes its result, when it finishes,
+    and a failed attempt rolls back only itself."""
+    token = Transaction.__var__.set(cast(Transaction, None))  # no "active" transaction: no parent
+    try:
+        yield
+    finally:
+        Transaction.__var__.reset(token)
+
+
+class Deferral(BaseModel):
+    """A step that met a closed quota window: the run resumes after ``resume_at``."""
+
+    resume_at: float = Field(description="Epoch seconds when the quota window reopens.")
+    reason: str = Field(description="The provider's message, one line.")
+
+    def exception(self) -> QuotaPaused:
+        return QuotaPaused(self.resume_at, self.reason)
+
+
+def quota_resume_at(failure: Failure) -> float:
+    """When a quota-window failure may be retried (its ``retry-after``, else in an hour)."""
+    return time.time() + (failure.retry_after_seconds or 3600.0)
+
+
+def _deferred(paused: QuotaPaused) -> Deferral:
+    """The step's end after a quota window: a Completed state named ``Deferred``, not persisted
+    (the resumed repair must ask the provider again, not be served this answer from the cache)."""
+    transaction = get_transaction()
+    if transaction is not None:
+        transaction.write_on_commit = False
+    state: State[Deferral] = Completed(
+        name="Deferred",
+        message=f"quota window: resumes after {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(paused.resume_at))}",
+        data=Deferral(resume_at=paused.resume_at, reason=paused.reason),
+    )
+    return cast(Deferral, state)  # Prefect resolves a returned state to its data for the caller
+
+
+def _finished_agent(settings: RepairSettings, label: str) -> FinishedAgent | None:
+    """This repair's agent of the run, if it ended with an outcome worth keeping (success or a
+    genuine failure); None when there is none or it must run again (crash, transient failure)."""
+    run_dir = _run_dir(settings, label)
+    if attempt_repair_id(run_dir) != settings.repair_id:
+        return None
+    finished = finished_agent(run_dir)
+    return finished if finished is not None and finished.final else None
+
+
+def _agent_result_persisted(settings: RepairSettings, label: str) -> bool:
+    """True when this repair already ran this attempt's agent to an outcome.
+
+    Either Prefect persisted the agent step's result, or the agent's own files show it ended
+    (the repair died before persisting it). A resumed repair then keeps the attempt as it is
+    (no archive, no new workspace, so the same attempt id and cache key): an agent that
+    finished, even with a genuine failure, is never paid for twice within one repair. A
+    transient failure or a killed agent persisted nothing final, so the run starts over."""
     from prefect.filesystems import LocalFileSystem
     from prefect.results import ResultStore
 
+    if _finished_agent(settings, label) is not None:
+        return True
     run_dir = _run_dir(settings, label)
     if attempt_repair_id(run_dir) != settings.repair_id or not (run_dir / "agent" / "result.json").exists():
         return False
@@ -104,7 +181,7 @@ def archive_step(settings: RepairSettings, label: str) -> str | None:
     task_run_name="workspace {label}",
     cache_policy=NO_CACHE,
     retries=RETRIES,  # infrastructure (worktree, disk) is transient: MAX_RETRIES caps it
-    retry_delay_seconds=BACKOFF,
+    retry_delay_seconds=BASE_DELAY,
     retry_jitter_factor=JITTER,
     retry_condition_fn=retry_transient,
 )
@@ -124,34 +201,32 @@ def provider_limits(settings: RepairSettings) -> ProviderLimits:
     return ProviderLimits.for_repair(settings.judge_base_url, settings.max_agents, settings.judge_rpm)
 
 
-def _agent_already_finished(settings: RepairSettings, label: str) -> bool:
-    """True when this attempt's agent finished well (a crash hit after it): never pay twice."""
-    return classify_run(_run_dir(settings, label)).status in (RunStatus.RESULTS, RunStatus.COMPLETED)
-
-
 @task(
     name="agent",
     task_run_name="agent {label}",
     retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
+    retry_delay_seconds=BASE_DELAY,
     retry_jitter_factor=JITTER,
     retry_condition_fn=retry_transient,
     cache_key_fn=agent_cache_key,
     persist_result=True,
 )
-def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:
+def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:  # or a Deferral (quota window)
     """Run the agent once (Prefect retries transient failures on a fresh workspace)."""
     from prefect.runtime import task_run
 
     run_dir = _run_dir(settings, label)
+    budget = budget_for(settings)
+    finished = _finished_agent(settings, label)
+    if finished is not None:  # it ended before the repair died: record it, never pay twice
+        outcome = recover_agent(run_dir, run_dir / "workspace", settings.agent, finished)
+        budget.add_cost(outcome.cost_usd)
+        return outcome
     if task_run.run_count > 1 or (run_dir / "agent" / "command_log.json").exists():
-        # A previous attempt ran in this dir (a retry, or a resume after a crash). Reuse it if
-        # it finished; otherwise archive it and start over on a fresh worktree.
-        if _agent_already_finished(settings, label):
-            return AgentOutcome.model_validate({"exit_code": 0, "duration_seconds": 0.0})
+        # A previous attempt ran in this dir (a retry, or a resume after a crash) and did not
+        # finish for good: archive it and start over on a fresh worktree.
         archive_step.fn(settings, label)
         workspace_step.fn(settings, label)
-    budget = budget_for(settings)
     workspace = run_dir / "workspace"
     # The flags its siblings ran with (or the subtest definition's), with this run's model and prompt.
     agent, flags = settings_for_run(settings.agent, context_for(settings), RunKey.parse(label))
@@ -164,8 +239,7 @@ def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:
         budget.record_success()
         return outcome
     if failure.kind is FailureClass.QUOTA_WINDOW:
-        resume_at = time.time() + (failure.retry_after_seconds or 3600.0)
-        raise budget.quota_hit(resume_at, failure.message)
+        return cast(AgentOutcome, _deferred(budget.quota_hit(quota_resume_at(failure), failure.message)))
     if failure.kind is FailureClass.RATE_LIMITED:
         budget.record_rate_limited(failure.retry_after_seconds)
     if failure.transient:
@@ -177,13 +251,15 @@ def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:
     name="judge",
     task_run_name="judge {label} #{slot}",
     retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
+    retry_delay_seconds=BASE_DELAY,
     retry_jitter_factor=JITTER,
     retry_condition_fn=retry_transient,
     cache_key_fn=judge_cache_key,
     persist_result=True,
 )
-def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> JudgeSlotOutcome:
+def judge_step(
+    settings: RepairSettings, label: str, slot: int, model: str
+) -> JudgeSlotOutcome:  # or a Deferral (quota window)
     """Judge the run in one slot; the outcome (valid or not) is persisted in ``judge_NN/``."""
     pause_for_tests("judge", label)  # crash-test hook (no-op unless SCYLLA_REPAIR_TEST_PAUSE_AT)
     context = context_for(settings)
@@ -202,8 +278,8 @@ def judge_step(settings: RepairSettings, label: str, slot: int, model: str) -> J
             outcome = run_judge_slot(run_dir, slot, model, prompt, judge_settings, system=system)
     except AttemptFailed as exc:
         if exc.failure.kind is FailureClass.QUOTA_WINDOW:
-            resume_at = time.time() + (exc.failure.retry_after_seconds or 3600.0)
-            raise budget.quota_hit(resume_at, exc.failure.message) from exc
+            deferral = _deferred(budget.quota_hit(quota_resume_at(exc.failure), exc.failure.message))
+            return cast(JudgeSlotOutcome, deferral)
         if exc.failure.kind is FailureClass.RATE_LIMITED:
             budget.record_rate_limited(exc.failure.retry_after_seconds)
         raise

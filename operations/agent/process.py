@@ -13,6 +13,11 @@ run again. Two guards:
   it dies (the repair process killed by SIGKILL, OOM, a worker shutdown);
 * :func:`stop_agents` (called on Ctrl+C by the CLI): SIGTERM, then SIGKILL, to every agent process
   group still running, and no new agent starts in this process afterwards.
+
+The agent's stdout and stderr go straight into files (``stdout.log``/``stderr.log`` of the run's
+``agent/``), not into pipes: the moment the agent exits, everything it printed is on disk, so a
+repair killed right after (before ``result.json``) loses nothing and a resume can recognise the
+finished agent from those files instead of paying for it again.
 """
 
 from __future__ import annotations
@@ -105,59 +110,69 @@ class ProcessRun:
         self.spawn_error: str | None = None
 
 
-def execute(argv: list[str], cwd: Path, env: dict[str, str], settings: AgentSettings) -> ProcessRun:
-    """Run ``argv`` once within ``settings.timeout_seconds``; never raises for the agent's sake
-    (a spawn error is recorded in the result, as is a timeout)."""
+def execute(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    settings: AgentSettings,
+    stdout_path: Path,
+    stderr_path: Path,
+) -> ProcessRun:
+    """Run ``argv`` once within ``settings.timeout_seconds``, streaming its output into
+    ``stdout_path``/``stderr_path``; never raises for the agent's sake (a spawn error is recorded
+    in the result, as is a timeout)."""
     run = ProcessRun()
     if _STOPPED.is_set():
         run.spawn_error = "The repair is stopping (interrupted); the agent was not started"
         run.stderr = run.spawn_error + "\n"
         return run
-    try:
-        with _LIVE_LOCK:  # registered before a concurrent stop_agents() can miss it
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=_die_with_parent_fn(),
-            )
-            _LIVE_GROUPS.add(proc.pid)
-    except OSError as exc:
-        run.spawn_error = f"Failed to start agent {argv[0]!r}: {exc.strerror or exc}"
-        run.stderr = run.spawn_error + "\n"
-        return run
-    try:
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         try:
-            out, err = proc.communicate(timeout=settings.timeout_seconds)
-            run.exit_code = proc.returncode
-        except subprocess.TimeoutExpired:
-            run.timed_out = True
-            _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                out, err = proc.communicate(timeout=settings.kill_grace_seconds)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
-                try:
-                    out, err = proc.communicate(timeout=settings.kill_grace_seconds)
-                except subprocess.TimeoutExpired:  # a process outside the group holds the pipes
-                    proc.kill()
-                    out, err = b"", b""
-            run.exit_code = -1
-    finally:
-        _signal_group(proc.pid, signal.SIGKILL)  # nothing the agent started outlives it
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        with _LIVE_LOCK:
-            _LIVE_GROUPS.discard(proc.pid)
-    run.stdout, run.stderr = _decode(out), _decode(err)
+            with _LIVE_LOCK:  # registered before a concurrent stop_agents() can miss it
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent_fn(),
+                )
+                _LIVE_GROUPS.add(proc.pid)
+        except OSError as exc:
+            run.spawn_error = f"Failed to start agent {argv[0]!r}: {exc.strerror or exc}"
+            run.stderr = run.spawn_error + "\n"
+            return run
+        try:
+            run.exit_code, run.timed_out = _wait(proc, settings)
+        finally:
+            _signal_group(proc.pid, signal.SIGKILL)  # nothing the agent started outlives it
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            with _LIVE_LOCK:
+                _LIVE_GROUPS.discard(proc.pid)
+    run.stdout, run.stderr = _decode(stdout_path.read_bytes()), _decode(stderr_path.read_bytes())
     if run.timed_out:
         run.stderr += (
             f"\nAgent timed out after {settings.timeout_seconds:g}s; "
             "its process group was sent SIGTERM, then SIGKILL\n"
         )
     return run
+
+
+def _wait(proc: subprocess.Popen[bytes], settings: AgentSettings) -> tuple[int, bool]:
+    """(exit code, timed out): wait for the agent; on timeout SIGTERM its group, then SIGKILL."""
+    try:
+        return proc.wait(timeout=settings.timeout_seconds), False
+    except subprocess.TimeoutExpired:
+        pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=settings.kill_grace_seconds)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    return -1, True

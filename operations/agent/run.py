@@ -12,6 +12,11 @@ timeout gives the original's crash result (exit -1, zero tokens); unlike the ori
 ``stderr.log`` is written then too and says what happened, so a timed-out run is never mistaken
 for one that never started.
 
+stdout and stderr stream into ``stdout.log``/``stderr.log`` while the agent runs, so an agent that
+exited just before the repair was killed is still on disk: :func:`finished_agent` recognises it
+(from ``result.json``, else from claude's final result object in ``stdout.log``) and
+:func:`recover_agent` completes its records, so a resume never pays for it again.
+
 The outcome is classified by :func:`experiment.failures.classify_agent_outcome` (one taxonomy for
 the whole tool). This module does not retry and does not import Prefect; the caller's retry policy
 reads :attr:`AgentOutcome.failure` (or calls :meth:`AgentOutcome.raise_if_transient`).
@@ -54,7 +59,15 @@ from operations.agent.records import (
 )
 from operations.workspace import git
 
-__all__ = ["AGENT_COMMIT_MESSAGE", "COST_FROM_TOKENS", "AgentOutcome", "run_agent"]
+__all__ = [
+    "AGENT_COMMIT_MESSAGE",
+    "COST_FROM_TOKENS",
+    "AgentOutcome",
+    "FinishedAgent",
+    "finished_agent",
+    "recover_agent",
+    "run_agent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +75,8 @@ AGENT_COMMIT_MESSAGE = "[scylla] Agent changes"
 COST_FROM_TOKENS = "token_pricing"
 """``cost_source`` of an ``agent/result.json`` whose cost was computed from the tokens (the agent
 reported none); ``cost_note`` then says how. ProjectScylla reads only its own keys of this file."""
+INTERRUPTED_NOTE = "Stopped: the repair was interrupted (Ctrl+C); the next run starts it over"
+"""Appended to ``stderr.log`` of an agent stopped by :func:`stop_agents`: not an outcome."""
 
 
 class AgentOutcome(BaseModel):
@@ -123,59 +138,156 @@ def _commit_agent_changes(workspace: Path) -> bool:
     return False
 
 
+class _Invocation:
+    """The argv, environment and command-log entry of one attempt (what every record repeats)."""
+
+    def __init__(self, run_dir: Path, workspace: Path, settings: AgentSettings) -> None:
+        self.run_dir, self.workspace, self.settings = (
+            Path(run_dir).absolute(),
+            Path(workspace).absolute(),
+            settings,
+        )
+        self.agent_dir = self.run_dir / "agent"
+        self.prompt_file = self.agent_dir / "prompt.md"
+        self.argv = build_command(settings, self.prompt_file, self.workspace)
+        self.env = agent_env(settings)
+        self.scrub = Scrubber(self.env)
+        recorded = list(RECORDED_ENV) + [n for n in sorted(settings.extra_env) if n not in RECORDED_ENV]
+        self.started_at = utc_now_iso()
+        self.entry = CommandLogEntry(
+            timestamp=self.started_at,
+            command=[self.scrub(a) for a in self.argv],
+            cwd=str(self.workspace),
+            env_vars=redact_env(self.env, recorded),
+            exit_code=0,
+            stdout_file=STDOUT_FILE,
+            stderr_file=STDERR_FILE,
+            duration_seconds=0.0,
+        )
+
+    def write_command(self, duration: float, exit_code: int) -> None:
+        self.entry.exit_code, self.entry.duration_seconds = exit_code, round(duration, 6)
+        write_command_log(self.agent_dir, self.entry)
+        write_replay(
+            self.agent_dir,
+            self.argv,
+            self.workspace,
+            self.settings,
+            self.started_at,
+            duration,
+            exit_code,
+            self.scrub,
+        )
+
+
+def _classify(run: ProcessRun) -> tuple[Failure | None, dict | None]:
+    """(failure or None, claude's result object or None) of a finished process."""
+    crashed = run.timed_out or run.spawn_error is not None
+    output = None if crashed else parse_claude_output(run.stdout)
+    if run.spawn_error is not None:
+        return Failure(FailureClass.INFRASTRUCTURE, run.spawn_error), output
+    failure = classify_agent_outcome(output, run.exit_code, run.stderr, run.timed_out)
+    if failure is not None and run.exit_code < -1 and output is None:
+        failure = Failure(FailureClass.INFRASTRUCTURE, f"Agent killed by signal {-run.exit_code}")
+    return failure, output
+
+
 def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentOutcome:
     """Run the agent once on ``run_dir/agent/prompt.md`` in ``workspace`` and record everything.
 
     Never raises for an agent problem: the outcome carries the classified failure. Files are
-    written even when the binary cannot be started.
+    written even when the binary cannot be started. stdout and stderr stream into
+    ``agent/stdout.log`` and ``agent/stderr.log`` while the agent runs (:func:`finished_agent`).
     """
-    run_dir, workspace = Path(run_dir).absolute(), Path(workspace).absolute()
-    agent_dir = run_dir / "agent"
-    agent_dir.mkdir(parents=True, exist_ok=True)
-    prompt_file = agent_dir / "prompt.md"
-    argv = build_command(settings, prompt_file, workspace)
-    env = agent_env(settings)
-    scrub = Scrubber(env)
-    recorded_names = list(RECORDED_ENV) + [n for n in sorted(settings.extra_env) if n not in RECORDED_ENV]
-    started_at = utc_now_iso()
-    entry = CommandLogEntry(
-        timestamp=started_at,
-        command=[scrub(a) for a in argv],
-        cwd=str(workspace),
-        env_vars=redact_env(env, recorded_names),
-        exit_code=0,
-        stdout_file=STDOUT_FILE,
-        stderr_file=STDERR_FILE,
-        duration_seconds=0.0,
-    )
-    write_command_log(agent_dir, entry)
-    write_replay(agent_dir, argv, workspace, settings, started_at, 0.0, 0, scrub)
+    call = _Invocation(run_dir, workspace, settings)
+    call.agent_dir.mkdir(parents=True, exist_ok=True)
+    call.write_command(0.0, 0)
 
     start = time.monotonic()
-    if not prompt_file.is_file():
+    if not call.prompt_file.is_file():
         run = ProcessRun()
-        run.spawn_error = f"Agent prompt not found: {prompt_file} (prepare the workspace first)"
+        run.spawn_error = f"Agent prompt not found: {call.prompt_file} (prepare the workspace first)"
         run.stderr = run.spawn_error + "\n"
-    elif not workspace.is_dir():
+    elif not call.workspace.is_dir():
         run = ProcessRun()
-        run.spawn_error = f"Workspace not found: {workspace}"
+        run.spawn_error = f"Workspace not found: {call.workspace}"
         run.stderr = run.spawn_error + "\n"
     else:
-        run = execute(argv, workspace, env, settings)
+        run = execute(
+            call.argv,
+            call.workspace,
+            call.env,
+            settings,
+            call.agent_dir / "stdout.log",
+            call.agent_dir / "stderr.log",
+        )
     interrupted = stopping()  # stop_agents() ended it: not the agent's outcome
     if interrupted:
-        run.stderr += "\nStopped: the repair was interrupted (Ctrl+C); the next run starts it over\n"
-    duration = time.monotonic() - start
+        run.stderr += f"\n{INTERRUPTED_NOTE}\n"
+    outcome = _record(call, run, time.monotonic() - start)
+    if interrupted:  # raise, so no outcome is persisted and a resume runs the agent again
+        raise AgentInterrupted(f"agent in {call.workspace} stopped: the repair was interrupted")
+    return outcome
 
-    # -- classify
+
+class FinishedAgent:
+    """An attempt whose agent process ended, as its streamed files tell (see :func:`finished_agent`)."""
+
+    def __init__(self, run: ProcessRun, duration: float) -> None:
+        self.run, self.duration = run, duration
+        self.failure, _ = _classify(run)
+
+    @property
+    def final(self) -> bool:
+        """True when the attempt needs no new agent: it succeeded or failed for good."""
+        return self.failure is None or not self.failure.transient
+
+
+def finished_agent(run_dir: Path) -> FinishedAgent | None:
+    """The agent of ``run_dir``'s current attempt, if its process ended; read-only.
+
+    ``result.json`` says so once recorded. Before that, the streamed ``stdout.log`` does when it
+    holds claude's final result object: the agent printed it and exited, and the repair died
+    before recording it (SIGKILL). A crashed or timed-out attempt (exit -1) counts as unfinished.
+    """
+    agent_dir = Path(run_dir) / "agent"
+    if (agent_dir / "interrupted.log").exists():  # stopped by Ctrl+C (another branch's record of it)
+        return None
+    try:
+        stdout = (agent_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
+        stderr = (agent_dir / "stderr.log").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    run = ProcessRun()
+    run.stdout, run.stderr = stdout, stderr
+    try:
+        recorded = AgentResult.model_validate_json((agent_dir / "result.json").read_bytes())
+        timing = AgentTiming.model_validate_json((agent_dir / "timing.json").read_bytes())
+    except (OSError, ValueError):
+        output = parse_claude_output(stdout)
+        if output is None or output.get("type") != "result":
+            return None
+        run.exit_code = 1 if output.get("is_error") else 0
+        return FinishedAgent(run, float(output.get("duration_ms") or 0) / 1000)
+    if recorded.exit_code == -1 or INTERRUPTED_NOTE in stderr:  # crashed, timed out, or stopped by us
+        return None
+    run.exit_code = recorded.exit_code
+    return FinishedAgent(run, timing.agent_duration_seconds)
+
+
+def recover_agent(
+    run_dir: Path, workspace: Path, settings: AgentSettings, finished: FinishedAgent
+) -> AgentOutcome:
+    """Complete the records of an agent that finished before the repair died, and return its
+    outcome, without running it again (the files it streamed are the truth)."""
+    return _record(_Invocation(run_dir, workspace, settings), finished.run, finished.duration)
+
+
+def _record(call: _Invocation, run: ProcessRun, duration: float) -> AgentOutcome:
+    """Write every ``agent/`` file of a finished process and return its outcome."""
+    agent_dir, settings = call.agent_dir, call.settings
+    failure, output = _classify(run)
     crashed = run.timed_out or run.spawn_error is not None
-    output = None if crashed else parse_claude_output(run.stdout)
-    if run.spawn_error is not None:
-        failure: Failure | None = Failure(FailureClass.INFRASTRUCTURE, run.spawn_error)
-    else:
-        failure = classify_agent_outcome(output, run.exit_code, run.stderr, run.timed_out)
-        if failure is not None and run.exit_code < -1 and output is None:
-            failure = Failure(FailureClass.INFRASTRUCTURE, f"Agent killed by signal {-run.exit_code}")
     tokens = TokenStats(input_tokens=0, output_tokens=0, cache_creation_tokens=0, cache_read_tokens=0)
     cost, api_calls = 0.0, 0
     if output is not None:
@@ -198,10 +310,7 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
     atomic_write_text(agent_dir / "stderr.log", run.stderr)
     atomic_write_text(agent_dir / STDOUT_FILE, run.stdout)
     atomic_write_text(agent_dir / STDERR_FILE, run.stderr)
-    entry.exit_code = run.exit_code
-    entry.duration_seconds = round(duration, 6)
-    write_command_log(agent_dir, entry)
-    write_replay(agent_dir, argv, workspace, settings, started_at, duration, run.exit_code, scrub)
+    call.write_command(duration, run.exit_code)
     atomic_write_json(
         agent_dir / "timing.json",
         AgentTiming(
@@ -221,12 +330,13 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
         **({"cost_source": COST_FROM_TOKENS, "cost_note": priced.note} if priced else {}),
     )
     atomic_write_json(agent_dir / "result.json", result.to_json_dict())
-    version_binary = settings.claude_binary if settings.command is None else argv[0]
-    write_model_md(agent_dir, settings.model, claude_version(version_binary, env, workspace))
+    version_binary = settings.claude_binary if settings.command is None else call.argv[0]
+    write_model_md(agent_dir, settings.model, claude_version(version_binary, call.env, call.workspace))
 
-    if interrupted:  # raise, so no outcome is persisted and a resume runs the agent again
-        raise AgentInterrupted(f"agent in {workspace} stopped: the repair was interrupted")
-    committed = _commit_agent_changes(workspace) if workspace.is_dir() else False
+    if stopping():  # interrupted: run_agent raises; nothing to commit
+        committed = False
+    else:
+        committed = _commit_agent_changes(call.workspace) if call.workspace.is_dir() else False
     return AgentOutcome(
         exit_code=run.exit_code,
         duration_seconds=round(duration, 6),

@@ -8,7 +8,7 @@ from pathlib import Path
 from experiment.nightly import find_experiments
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from flows.nightly_repair import nightly_repair
-from flows.rerun_agents import rerun_agents
+from flows.rerun_agents import rerun_agents, summary_of
 from simulation.generator import generate_experiment
 from tasks.artifacts import artifact_key
 from tests.flows.simulated import TIERS, simulated_provider
@@ -93,7 +93,11 @@ def test_circuit_breaker_trips_after_k_same_failures(tmp_path, monkeypatch):
     assert len(failed) == 6
     with simulated_provider(monkeypatch, tmp_path) as provider:
         provider.script_rules([], default="fail")
-        summary = rerun_agents(str(exp), tiers_dir=str(TIERS), circuit_breaker=2, max_concurrent=1)
+        summary = summary_of(
+            rerun_agents(
+                str(exp), tiers_dir=str(TIERS), circuit_breaker=2, max_concurrent=1, return_state=True
+            )
+        )
         assert provider.agent_starts() == 2
     assert summary.failed == 2 and summary.deferred == len(failed) - 2
     assert summary.stopped and summary.stopped.startswith("circuit breaker: 2 reruns in a row")

@@ -58,7 +58,7 @@ def _old_attempts_archived(exp: Path, before) -> list[str]:
 
 
 def test_repair_under_rate_limits_completes_every_run(provider_env, monkeypatch):
-    from flows.rerun_agents import rerun_agents
+    from flows.rerun_agents import rerun_agents, summary_of
 
     exp = generate_experiment(
         provider_env / "exp" / "2026-01-20T06-13-07-ratelimit",
@@ -82,12 +82,15 @@ def test_repair_under_rate_limits_completes_every_run(provider_env, monkeypatch)
     started = time.monotonic()
     with MessagesServer(behavior) as server:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        summary = rerun_agents(
-            experiment_dir=str(exp),
-            tiers_dir=str(TIERS),
-            max_concurrent=4,
-            judge_rpm=RPM,
-            max_in_flight=SERVER_CONCURRENCY,
+        summary = summary_of(
+            rerun_agents(
+                experiment_dir=str(exp),
+                tiers_dir=str(TIERS),
+                max_concurrent=4,
+                judge_rpm=RPM,
+                max_in_flight=SERVER_CONCURRENCY,
+                return_state=True,
+            )
         )
         stats = server.stats()
     elapsed = time.monotonic() - started
@@ -124,7 +127,7 @@ def test_repair_under_rate_limits_completes_every_run(provider_env, monkeypatch)
 
 
 def test_quota_window_defers_the_run_without_burning_retries(provider_env, monkeypatch):
-    from flows.rerun_agents import rerun_agents
+    from flows.rerun_agents import rerun_agents, summary_of
 
     exp = generate_experiment(
         provider_env / "exp" / "2026-01-20T06-13-07-quota",
@@ -141,7 +144,9 @@ def test_quota_window_defers_the_run_without_burning_retries(provider_env, monke
     log = provider_env / "fake-claude.log"
     with MessagesServer(ServerBehavior()) as server:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        summary = rerun_agents(experiment_dir=str(exp), tiers_dir=str(TIERS), max_concurrent=2)
+        summary = summary_of(
+            rerun_agents(experiment_dir=str(exp), tiers_dir=str(TIERS), max_concurrent=2, return_state=True)
+        )
 
     by_run = {r.run: r for r in summary.runs}
     assert quota_run in by_run, sorted(by_run)

@@ -12,7 +12,7 @@ from experiment.errors import RepairBlocked
 from experiment.models import Checkpoint
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
-from flows.rerun_agents import rerun_agents
+from flows.rerun_agents import rerun_agents, summary_of
 from simulation.generator import generate_experiment
 from tests.flows.simulated import TIERS, simulated_provider
 
@@ -45,7 +45,7 @@ def archived(exp: Path) -> list[str]:
 def test_full_repair_of_every_status(tmp_path, monkeypatch):
     exp, truth = make_experiment(tmp_path)
     with simulated_provider(monkeypatch, tmp_path) as provider:
-        summary = rerun_agents(str(exp), tiers_dir=str(TIERS))
+        summary = summary_of(rerun_agents(str(exp), tiers_dir=str(TIERS), return_state=True))
         to_rerun = sorted(r for r, s in truth.items() if s in ("failed", "partial", "missing"))
         to_regenerate = sorted(r for r, s in truth.items() if s == "results")
         assert sorted(r.run for r in summary.runs if r.action == "rerun") == to_rerun
@@ -79,7 +79,7 @@ def test_full_repair_of_every_status(tmp_path, monkeypatch):
         # A second invocation does nothing.
         before_archives, before_starts = archived(exp), provider.agent_starts()
         requests_before = provider.server.stats()["requests"]
-        again = rerun_agents(str(exp), tiers_dir=str(TIERS))
+        again = summary_of(rerun_agents(str(exp), tiers_dir=str(TIERS), return_state=True))
         assert again.runs == []
         assert archived(exp) == before_archives
         assert provider.agent_starts() == before_starts
@@ -89,8 +89,14 @@ def test_full_repair_of_every_status(tmp_path, monkeypatch):
 def test_status_filter_touches_only_failed_runs(tmp_path, monkeypatch):
     exp, truth = make_experiment(tmp_path, seed=12)
     with simulated_provider(monkeypatch, tmp_path) as provider:
-        summary = rerun_agents(
-            str(exp), statuses=[RunStatus.FAILED], tiers_dir=str(TIERS), skip_regenerate=True
+        summary = summary_of(
+            rerun_agents(
+                str(exp),
+                statuses=[RunStatus.FAILED],
+                tiers_dir=str(TIERS),
+                skip_regenerate=True,
+                return_state=True,
+            )
         )
         failed = sorted(r for r, s in truth.items() if s == "failed")
         assert sorted(r.run for r in summary.runs) == failed
@@ -107,7 +113,16 @@ def test_cherry_picked_runs(tmp_path, monkeypatch):
         tmp_path, tiers=["T0"], subtests_per_tier=2, runs_per_subtest=8, mix={"failed": 1.0}, seed=3
     )
     with simulated_provider(monkeypatch, tmp_path) as provider:
-        summary = rerun_agents(str(exp), tiers=["T0"], subtests=["00"], runs=[1, 5, 7], tiers_dir=str(TIERS))
+        summary = summary_of(
+            rerun_agents(
+                str(exp),
+                tiers=["T0"],
+                subtests=["00"],
+                runs=[1, 5, 7],
+                tiers_dir=str(TIERS),
+                return_state=True,
+            )
+        )
         assert sorted(r.run for r in summary.runs) == ["T0/00/run_01", "T0/00/run_05", "T0/00/run_07"]
         after = classify(exp)
         changed = sorted(r for r in truth if after[r] != truth[r])
@@ -121,7 +136,7 @@ def test_agent_failure_is_recorded_and_reported(tmp_path, monkeypatch):
     )
     with simulated_provider(monkeypatch, tmp_path) as provider:
         provider.script_rules([{"match": "T0/00/run_02", "modes": ["fail"]}])
-        summary = rerun_agents(str(exp), tiers_dir=str(TIERS))
+        summary = summary_of(rerun_agents(str(exp), tiers_dir=str(TIERS), return_state=True))
         assert summary.succeeded == 2 and summary.failed == 1
         failed = next(r for r in summary.runs if r.outcome == "failed")
         assert failed.run == "T0/00/run_02"

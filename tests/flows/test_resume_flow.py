@@ -12,7 +12,7 @@ import flows.rerun_agents as rerun_flow
 from experiment.attempt import current_repair_id
 from experiment.layout import ExperimentLayout
 from experiment.scan import ScanFilters, load_context, scan_in_process
-from flows.rerun_agents import rerun_agents
+from flows.rerun_agents import rerun_agents, summary_of
 from simulation.generator import generate_experiment
 from tests.flows.simulated import TIERS, simulated_provider
 
@@ -48,7 +48,7 @@ def test_a_flow_rerun_after_a_crash_reuses_every_finished_agent(tmp_path, monkey
         archives = sorted(exp.glob("T0/00/.failed/*"))
 
         # The retry: same parameters, same unfinished repair id.
-        summary = rerun_agents(str(exp), tiers_dir=str(TIERS))
+        summary = summary_of(rerun_agents(str(exp), tiers_dir=str(TIERS), return_state=True))
         assert f"Resumed the unfinished repair {repair_id}." in summary.notes
         assert provider.agent_starts() == 3  # nobody paid twice, not even the failed agent
         assert sorted(exp.glob("T0/00/.failed/*")) == archives  # its attempt was kept, not archived
@@ -58,7 +58,7 @@ def test_a_flow_rerun_after_a_crash_reuses_every_finished_agent(tmp_path, monkey
 
         # That repair finished: the next one is a new repair, and really re-runs the failed agent.
         provider.script_rules([])
-        again = rerun_agents(str(exp), tiers_dir=str(TIERS))
+        again = summary_of(rerun_agents(str(exp), tiers_dir=str(TIERS), return_state=True))
         assert provider.agent_starts("/run_02/") == 2
         assert again.failed == 0
         statuses = {e.status.value for e in scan_in_process(load_context(exp, TIERS), ScanFilters()).entries}

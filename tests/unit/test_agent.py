@@ -259,3 +259,34 @@ def test_command_template_and_from_config(tmp_path: Path) -> None:
         "--in=/ws",
         "/p.md",
     ]
+
+
+def test_an_agent_that_ended_before_the_repair_died_is_recognised_from_its_streamed_output(prepared):
+    """SIGKILL right after the agent exited: only its streamed stdout/stderr are on disk."""
+    from operations.agent import finished_agent, recover_agent
+
+    run_dir, workspace = prepared.run_dir, prepared.workspace
+    assert finished_agent(run_dir) is None  # nothing ran yet
+    done = run_agent(run_dir, workspace, _settings())
+    agent = run_dir / "agent"
+    for name in ("result.json", "timing.json", "output.txt", "MODEL.md", "cmd_0000_stdout.log"):
+        (agent / name).unlink()  # as if the repair died before recording anything
+    finished = finished_agent(run_dir)
+    assert finished is not None and finished.final and finished.failure is None
+    again = recover_agent(run_dir, workspace, _settings(), finished)
+    assert again.cost_usd == done.cost_usd and again.failure_kind is None
+    assert {p.name for p in agent.iterdir()} >= AGENT_FILES
+    assert json.loads((agent / "result.json").read_text())["exit_code"] == 0
+
+
+def test_a_half_written_or_transient_attempt_is_not_a_finished_agent(prepared):
+    from operations.agent import finished_agent
+
+    run_dir, workspace = prepared.run_dir, prepared.workspace
+    run_agent(run_dir, workspace, _settings("overloaded"))
+    finished = finished_agent(run_dir)
+    assert finished is not None and not finished.final  # a 529: run it again
+    for name in ("result.json", "timing.json"):
+        (run_dir / "agent" / name).unlink()
+    (run_dir / "agent" / "stdout.log").write_text('{"type":"result","is_err')  # cut mid-line
+    assert finished_agent(run_dir) is None

@@ -1,0 +1,305 @@
+"""What Prefect shows is true, and every finished step stays finished (issue 16), against a real
+``prefect server start`` shared by the module:
+
+* a repair with a permanently failing agent, a quota-deferred run and injected 429/529s: the
+  failing run's ``repair`` task is Failed with its reason, the deferred one Completed named
+  ``Deferred``, no task run is RolledBack, every finished step's result is on disk, and the flow
+  run is Failed with "1 of N reruns failed" (the CLI exits 1);
+* SIGKILL at 20 seeded random instants across agents, judges and finalize, then one resume:
+  every run completed, no finished agent started again, every JSON file readable;
+* a nightly deployment run whose subflow is deferred by a quota window schedules its resume on
+  the ``rerun-agents`` deployment, and that run starts and completes.
+
+The CLI runs here as a real process with ``PREFECT_API_URL`` set, so it pays no temporary-server
+start; every process started here is stopped here, by its pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from simulation.claude_log import fake_claude_bin, runs, write_script
+from simulation.generator import generate_experiment
+from simulation.messages_server import MessagesServer, ServerBehavior
+from tests.integration.test_crash_resume import _running, assert_every_json_parses, with_suppressed
+from tests.integration.test_deployments import (
+    POOL,
+    TIERS,
+    free_port,
+    healthy,
+    prefect,
+    prefect_env,
+    process,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+RERUN_AGENTS = Path(sys.executable).parent / "rerun-agents"
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+class Server:
+    def __init__(self, api_url: str, env: dict[str, str], api: httpx.Client) -> None:
+        self.api_url, self.env, self.api = api_url, env, api
+
+    def flow_runs(self, **filters: object) -> list[dict]:
+        return self.api.post("/flow_runs/filter", json={"flow_runs": filters, "limit": 200}).json()
+
+    def task_runs(self, flow_run_id: str) -> list[dict]:
+        body = {"flow_runs": {"id": {"any_": [flow_run_id]}}, "limit": 200}
+        return self.api.post("/task_runs/filter", json=body).json()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = prefect_env(home, api_url)
+    args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with (
+        process(args, env, home / "server.log") as proc,
+        httpx.Client(base_url=api_url, timeout=10) as api,
+    ):
+        wait_for(lambda: healthy(api) or proc.poll() is not None, 90, "the Prefect server")
+        assert proc.poll() is None, (home / "server.log").read_text()
+        yield Server(api_url, env, api)
+
+
+def make_experiment(root: Path, runs_per_subtest: int, mix: dict[str, float], seed: int = 3) -> Path:
+    return generate_experiment(
+        root / "2026-01-20T06-13-07-truth",
+        tiers=["T0"],
+        subtests_per_tier=1,
+        runs_per_subtest=runs_per_subtest,
+        mix=mix,
+        seed=seed,
+        tiers_dir=TIERS,
+    ).path
+
+
+def cli_env(server: Server, judges: MessagesServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in server.env.items() if not k.startswith("FAKE_CLAUDE")}
+    env.update(
+        PATH=f"{fake_claude_bin()}{os.pathsep}{env['PATH']}",
+        ANTHROPIC_BASE_URL=judges.url,
+        ANTHROPIC_API_KEY="test-key-not-a-secret",
+        FAKE_CLAUDE_LOG=str(tmp_path / "fake-claude.log"),
+        PREFECT_LOGGING_LEVEL="WARNING",
+        **extra,
+    )
+    return env
+
+
+def repair_argv(exp: Path, *extra: str) -> list[str]:
+    return [str(RERUN_AGENTS), str(exp), "--tiers-dir", str(TIERS), *extra]
+
+
+def settled_task_runs(server: Server, flow_run_id: str, expected_repairs: int) -> list[dict]:
+    """The flow run's task runs once the server has recorded every ``repair`` task's end."""
+
+    def recorded():
+        found = server.task_runs(flow_run_id)
+        repairs = [t for t in found if t["name"].startswith("repair ")]
+        done = all(t["state"]["type"] in FINAL for t in found)
+        return found if len(repairs) == expected_repairs and done else None
+
+    return wait_for(recorded, 60, "the server to record every task run", interval=1.0)
+
+
+@pytest.mark.skipif(not RERUN_AGENTS.exists(), reason="console script not installed")
+def test_states_tell_the_truth(server, tmp_path):
+    exp = make_experiment(tmp_path, 4, {"failed": 1.0})
+    labels = [f"T0/00/run_{n:02d}" for n in range(1, 5)]
+    script = write_script(
+        tmp_path / "script.json",
+        [
+            ("/run_01/", ["fail"]),  # agent_failed: for good
+            ("/run_02/", ["overloaded", "success"]),  # a 529, retried
+            ("/run_03/", ["rate_limit"]),  # "resets 4pm": a quota window, deferred
+        ],
+    )
+    with MessagesServer(ServerBehavior(fail_sequence=["429", "529", "429"], retry_after=1)) as judges:
+        env = cli_env(server, judges, tmp_path, FAKE_CLAUDE_SCRIPT=str(script))
+        done = subprocess.run(
+            repair_argv(exp, "--max-concurrent", "2"), env=env, capture_output=True, text=True, timeout=240
+        )
+        assert judges.stats()["by_status"].get("429", 0) >= 1
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (flow_run,) = server.flow_runs(name={"any_": [f"repair {exp}"]})
+    assert flow_run["state"]["type"] == "FAILED", flow_run["state"]
+    assert flow_run["state"]["message"] == "1 of 4 reruns failed"
+    tasks = settled_task_runs(server, flow_run["id"], expected_repairs=4)
+    by_name = {t["name"]: t for t in tasks}
+    rolled_back = [t["name"] for t in tasks if t["state"]["name"] == "RolledBack"]
+    assert not rolled_back, rolled_back
+
+    failed = by_name[f"repair {labels[0]}"]["state"]
+    assert failed["type"] == "FAILED" and failed["message"].startswith("agent_failed: agent failed"), failed
+    deferred = by_name[f"repair {labels[2]}"]["state"]
+    assert deferred["type"] == "COMPLETED" and deferred["name"] == "Deferred", deferred
+    assert "resumes after" in deferred["message"]
+    agent_deferred = by_name[f"agent {labels[2]}"]["state"]
+    assert agent_deferred["type"] == "COMPLETED" and agent_deferred["name"] == "Deferred", agent_deferred
+    for label in (labels[1], labels[3]):
+        assert by_name[f"repair {label}"]["state"]["type"] == "COMPLETED"
+    assert by_name[f"agent {labels[1]}"]["run_count"] == 2  # the 529 was retried
+    assert by_name[f"agent {labels[1]}"]["empirical_policy"]["retry_delay"] == 2.0  # a number: no "NaNs"
+    assert not [t["name"] for t in tasks if re.search(r"-[0-9a-f]{3}$", t["name"])]  # no hashed names
+
+    # Every step that finished persisted its result: three agents (the failed one too), the judges
+    # of the two runs that succeeded; nothing for the deferred agent.
+    results = [p.name for p in (exp / ".prefect" / "results").iterdir()]
+    agents = sorted(name for name in results if name.startswith("agent-"))
+    assert [a.split("-")[3] for a in agents] == ["run_01", "run_02", "run_04"], agents
+    judged = {name.split("-")[3] for name in results if name.startswith("judge-")}
+    assert judged == {"run_02", "run_04"}, sorted(results)
+
+
+def kill_once(argv: list[str], env: dict[str, str], log: Path, judges: MessagesServer, delay: float):
+    """Start the repair, wait until it works (an agent starts or a judge is asked), SIGKILL it
+    ``delay`` s later; returns ``delay``, or None when the repair ended before working."""
+    agents_before = len(runs(log)) if log.exists() else 0
+    judged_before = judges.stats()["requests"]
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            started = len(runs(log)) if log.exists() else 0
+            if started > agents_before or judges.stats()["requests"] > judged_before:
+                break
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            return None
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        with_suppressed(lambda: os.killpg(proc.pid, signal.SIGKILL))
+        proc.wait(timeout=30)
+    alive = [r["pid"] for r in runs(log) if r["exit_code"] is None and _running(r["pid"])]
+    wait_for(lambda: not [p for p in alive if _running(p)], 5, "the killed repair's agents to die")
+    return delay
+
+
+@pytest.mark.skipif(not RERUN_AGENTS.exists(), reason="console script not installed")
+def test_sigkill_at_20_random_instants_then_resume(server, tmp_path):
+    seed = int(os.environ.get("SCYLLA_KILL_SEED", str(random.SystemRandom().randrange(10**6))))
+    print(f"\nSIGKILL instants seed: {seed} (rerun with SCYLLA_KILL_SEED={seed})")
+    rng = random.Random(seed)
+    exp = make_experiment(tmp_path, 16, {"failed": 0.5, "missing": 0.5}, seed=seed % 97)
+    log = tmp_path / "fake-claude.log"
+    with MessagesServer(ServerBehavior(latency=0.3, seed=seed)) as judges:
+        env = cli_env(server, judges, tmp_path, FAKE_CLAUDE_DELAY="1.0")
+        argv = repair_argv(exp, "--max-concurrent", "2")
+        kills = []
+        for _ in range(20):
+            delay = kill_once(argv, env, log, judges, rng.uniform(0.0, 2.5))
+            if delay is None:  # nothing left to do: the repair finished between kills
+                break
+            kills.append(round(delay, 2))
+            assert_every_json_parses(exp)
+        print(f"killed {len(kills)} times, {kills} s after work began")
+        assert len(kills) == 20, "the repair finished before the 20th kill: give it more runs"
+        done = subprocess.run(argv + ["--json"], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    statuses = json.loads(
+        subprocess.run(
+            argv + ["--dry-run", "--json"], env=env, capture_output=True, text=True, timeout=120
+        ).stdout
+    )
+    assert {r["status"] for r in statuses["runs"]} == {"completed"}
+    finished: dict[str, int] = {}
+    for r in runs(log):
+        if r["exit_code"] == 0:
+            label = "/".join(Path(r["cwd"]).relative_to(exp).parts[:3])
+            finished[label] = finished.get(label, 0) + 1
+    assert set(finished.values()) == {1}, {k: v for k, v in finished.items() if v > 1}
+    assert_every_json_parses(exp)
+
+
+def test_nightly_quota_resume_runs_on_the_rerun_deployment(server, tmp_path):
+    root = tmp_path / "fullruns"
+    exp = make_experiment(root, 2, {"failed": 1.0}, seed=11)
+    quota_run = "T0/00/run_02"
+    script = write_script(tmp_path / "script.json", [(f"/{quota_run}/", ["rate_limit", "success"])])
+    env = server.env
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    prefect(env, "work-pool", "create", POOL, "--type", "process", "--overwrite")
+    prefect(env, "--no-prompt", "deploy", "--all", timeout=120)
+    with ExitStack() as stack:
+        judges = stack.enter_context(MessagesServer(ServerBehavior()))
+        worker_env = cli_env(server, judges, tmp_path, FAKE_CLAUDE_SCRIPT=str(script))
+        worker_env["PREFECT_LOGGING_LEVEL"] = "INFO"
+        worker = stack.enter_context(
+            process(
+                [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
+                worker_env,
+                logs / "worker.log",
+            )
+        )
+
+        def finished(flow_run_id: str):
+            if worker.poll() is not None:
+                raise AssertionError("the worker died:\n" + (logs / "worker.log").read_text()[-3000:])
+            run = server.api.get(f"/flow_runs/{flow_run_id}").json()
+            return run if run["state"]["type"] in FINAL else None
+
+        out = prefect(
+            env,
+            "deployment",
+            "run",
+            "nightly-repair/nightly-repair",
+            "--param",
+            f"experiments_root={json.dumps(str(root))}",
+            "--param",
+            f"tiers_dir={json.dumps(str(TIERS))}",
+            "--param",
+            "min_idle_minutes=0",
+        )
+        nightly_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+        nightly = wait_for(lambda: finished(nightly_id), 180, "the nightly run")
+        assert nightly["state"]["type"] == "COMPLETED", (logs / "worker.log").read_text()[-5000:]
+        assert str(root) in nightly["name"] and "$" not in nightly["name"]
+
+        (resume,) = server.flow_runs(tags={"all_": ["resume-after-quota"]})
+        rerun_deployment = server.api.get("/deployments/name/rerun-agents/rerun-agents").json()
+        assert resume["deployment_id"] == rerun_deployment["id"]
+        assert resume["parameters"]["experiment_dir"] == str(exp)
+        assert resume["state"]["type"] == "SCHEDULED"
+        # The window "resets 4pm": bring the scheduled start forward instead of waiting for it.
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        moved = server.api.post(
+            f"/flow_runs/{resume['id']}/set_state",
+            json={"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": now}}, "force": True},
+        )
+        assert moved.status_code in (200, 201), moved.text
+        resumed = wait_for(lambda: finished(resume["id"]), 180, "the scheduled resume run")
+        assert resumed["state"]["type"] == "COMPLETED", (logs / "worker.log").read_text()[-5000:]
+    statuses = {
+        e["run"]: e["status"]
+        for e in json.loads(
+            subprocess.run(
+                repair_argv(exp, "--dry-run", "--json"), env=env, capture_output=True, text=True, timeout=120
+            ).stdout
+        )["runs"]
+    }
+    assert set(statuses.values()) == {"completed"}, statuses
