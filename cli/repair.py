@@ -17,9 +17,11 @@ from typing import Any
 import typer
 
 from cli.common import EXIT_FAILED_RERUNS, EXIT_OK, interruptible
+from cli.local_server import ui_link_hook
 from cli.output import RerunCounts, classification_block, grouped_lists, rerun_block
 from experiment.preflight import check_can_repair
-from experiment.scan import ExperimentContext, ScanFilters, scan_in_process
+from experiment.scan import ExperimentContext, ScanFilters, ScanReport, scan_in_process
+from operations.summary import RepairSummary
 
 
 def run_repair(
@@ -42,9 +44,16 @@ def run_repair(
     from experiment.locks import RepairLock
 
     RepairLock(context.layout).ensure_free()  # one line and exit 2 now, not a flow traceback later
+    if not report.to_rerun():  # no agent: maybe no judge either, then no Prefect (issue 13)
+        summary = _results_only(context, filters, report, tiers_dir, judge_system_prompt, skip_regenerate)
+        if summary is not None:
+            return _report(summary, as_json)
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from cli.local_server import use_background_server
+
+    ui_url = use_background_server(lambda line: typer.echo(line, err=True))  # before Prefect loads
     from cli.progress import terminal_progress
     from flows.rerun_agents import rerun_agents
 
@@ -68,7 +77,42 @@ def run_repair(
 
     # Ctrl+C: stop the agents (their own sessions do not get the terminal's SIGINT), exit 130.
     with interruptible(stop_agents), terminal_progress(enabled=show_progress):
-        summary = rerun_agents(**parameters)
+        summary = rerun_agents.with_options(on_running=[ui_link_hook(ui_url)])(**parameters)
+    return _report(summary, as_json)
+
+
+def _results_only(
+    context: ExperimentContext,
+    filters: ScanFilters,
+    report: ScanReport,
+    tiers_dir: Path | None,
+    judge_system_prompt: Path | None,
+    skip_regenerate: bool,
+) -> RepairSummary | None:
+    """The repair in-process when it needs neither agent nor judge (see operations.results_only)."""
+    from experiment.cost import estimate_repair_cost
+    from operations.judge.system_prompt import system_prompt_for, tiers_starts
+    from operations.results_only import repair_results_only
+
+    system_prompt = system_prompt_for(context, judge_system_prompt, tiers_dir)
+    todo = bool(report.to_regenerate())
+    notes = (
+        [system_prompt.not_comparable_note(tiers_starts(context, tiers_dir))]
+        if todo and not system_prompt.comparable
+        else []
+    )
+    return repair_results_only(
+        context,
+        filters,
+        report,
+        skip_regenerate=skip_regenerate,
+        estimated_cost_usd=estimate_repair_cost(report, context.layout).total_usd,
+        notes=notes,
+    )
+
+
+def _report(summary: RepairSummary, as_json: bool) -> int:
+    """Print the repair's summary (text or ``--json``); the exit code."""
     if as_json:
         typer.echo(json.dumps(summary.to_json_dict(), indent=2))
     else:

@@ -19,6 +19,10 @@ os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.pop("PREFECT_API_URL", None)
+# Prefect's temporary per-process server, not the background one `rerun-agents` starts for users
+# (cli/local_server.py): no test leaves a server behind. The integration tests share one real
+# server instead (tests/integration/conftest.py).
+os.environ["SCYLLA_REPAIR_EPHEMERAL"] = "1"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DRYRUN_FIXTURE = FIXTURES / "scylla-test001-dryrun"
