@@ -132,11 +132,11 @@ def main() -> None:
         pristine = _experiment(root / "pristine" / "2026-01-20T06-13-07-start", {"failed": 1.0})
         pristine_results = _experiment(root / "pristine-r" / "2026-01-20T06-13-07-results", {"results": 1.0})
         for i in range(args.repeats):
-            for kind in rows:
+            for k, kind in enumerate(rows):
                 home = root / f"home-{kind.split(',')[0]}" if kind != "background, first" else root / f"h{i}"
-                exp = root / f"{i}-{kind[:4]}" / pristine.name
+                exp = root / f"{i}-{k}" / pristine.name
                 shutil.copytree(pristine, exp, symlinks=True)
-                log = root / f"{i}-{kind[:4]}.log"
+                log = root / f"{i}-{k}.log"
                 env = _env(home, log, judge.url, ephemeral=kind == "ephemeral")
                 if kind == "background, reused":
                     start_background(home, env)
