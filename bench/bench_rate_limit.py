@@ -2,6 +2,14 @@
 
     uv run python bench/bench_rate_limit.py [--rpm 75] [--runs-per-subtest 9] [--agents 8]
                                             [--wakeup-only] [--json out.json]
+    uv run python bench/bench_rate_limit.py --no-wakeup --no-judge-rpm --rpm 20 --window 15 \
+                                            --faults 529=0.15 --runs-per-subtest 3
+
+The second form is the "not told" case: ``--judge-rpm`` is not given, so the repair must find the
+budget itself (from the ``anthropic-ratelimit-*`` headers the local server sends like the real
+API), against a provider allowing 20 requests per 15 s window with 15 % 529 answers. A window
+shorter than a minute (``--window``, also given to the repair as SCYLLA_RATE_WINDOW_SECONDS)
+keeps the run short; the ratio is what matters.
 
 Part 1, wake-up delay: tasks under a Prefect global concurrency limit of 1, each holding the
 slot 0.5 s; the gap between one task's release and the next task's acquisition, with Prefect's
@@ -135,7 +143,16 @@ def utilisation(accepted: list[float], rpm: int, window: float = WINDOW) -> dict
     }
 
 
-def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
+def repair(
+    rpm: int,
+    runs_per_subtest: int,
+    agents: int,
+    workdir: Path,
+    *,
+    window: float = WINDOW,
+    judge_rpm_given: bool = True,
+    faults: dict[str, float] | None = None,
+) -> dict:
     from simulation.claude_log import fake_claude_bin
     from simulation.generator import generate_experiment
     from simulation.messages_server import MessagesServer, ServerBehavior
@@ -143,7 +160,7 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
 
     os.environ["PATH"] = f"{fake_claude_bin()}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ["ANTHROPIC_API_KEY"] = "bench-key-not-a-secret"
-    os.environ["SCYLLA_RATE_WINDOW_SECONDS"] = str(WINDOW)
+    os.environ["SCYLLA_RATE_WINDOW_SECONDS"] = str(window)
     exp = generate_experiment(
         workdir / "2026-01-20T06-13-07-bench",
         tiers=["T0", "T1", "T2"],
@@ -157,10 +174,10 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
 
     behavior = ServerBehavior(
         rpm=rpm,
-        window_seconds=WINDOW,
+        window_seconds=window,
         max_concurrent=max(agents, 8),
         latency=0.2,
-        fault_rates={"429": 0.02, "529": 0.02, "500": 0.02},
+        fault_rates={"429": 0.02, "529": 0.02, "500": 0.02} if faults is None else faults,
         retry_after=1,
         seed=3,
     )
@@ -172,14 +189,15 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
             experiment_dir=str(exp),
             tiers_dir=str(TIERS),
             max_concurrent=agents,
-            judge_rpm=rpm,
+            judge_rpm=rpm if judge_rpm_given else None,
             max_in_flight=max(agents, 8),
         )
         elapsed = time.monotonic() - started
         stats = server.stats()
     result = {
         "rpm": rpm,
-        "window_seconds": WINDOW,
+        "window_seconds": window,
+        "judge_rpm_given": judge_rpm_given,
         "runs": len(summary.runs),
         "outcomes": dict(summary.counts),
         "repair_seconds": round(elapsed, 1),
@@ -190,9 +208,13 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
         "retries_by_class": dict(retry.RETRY_COUNTS),
         "prefect_acquisitions": limits.STATS.acquisitions,
         "prefect_refusals": limits.STATS.refusals,
-        "limits": {"max_concurrent": agents, "judge_rpm": rpm, "max_in_flight": max(agents, 8)},
+        "limits": {
+            "max_concurrent": agents,
+            "judge_rpm": rpm if judge_rpm_given else None,
+            "max_in_flight": max(agents, 8),
+        },
     }
-    result.update(utilisation(stats["accepted_times"], rpm))
+    result.update(utilisation(stats["accepted_times"], rpm, window))
     return result
 
 
@@ -202,13 +224,29 @@ def main() -> None:
     parser.add_argument("--runs-per-subtest", type=int, default=9)
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--wakeup-only", action="store_true")
+    parser.add_argument("--no-wakeup", action="store_true", help="Skip part 1.")
+    parser.add_argument("--window", type=float, default=WINDOW, help="The provider's rate window (s).")
+    parser.add_argument("--no-judge-rpm", action="store_true", help="Do not tell the repair the budget.")
+    parser.add_argument(
+        "--faults", nargs="*", default=None, metavar="KIND=RATE", help="Injected faults, e.g. 529=0.15."
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    report = {"wakeup": wakeup()}
-    print(json.dumps(report["wakeup"], indent=2), flush=True)
+    report = {} if args.no_wakeup else {"wakeup": wakeup()}
+    if "wakeup" in report:
+        print(json.dumps(report["wakeup"], indent=2), flush=True)
+    faults = None if args.faults is None else {k: float(v) for k, v in (f.split("=") for f in args.faults)}
     if not args.wakeup_only:
         with tempfile.TemporaryDirectory(prefix="bench-rate-limit-") as tmp:
-            report["repair"] = repair(args.rpm, args.runs_per_subtest, args.agents, Path(tmp))
+            report["repair"] = repair(
+                args.rpm,
+                args.runs_per_subtest,
+                args.agents,
+                Path(tmp),
+                window=args.window,
+                judge_rpm_given=not args.no_judge_rpm,
+                faults=faults,
+            )
         print(json.dumps(report["repair"], indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
