@@ -45,6 +45,7 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bench-rate-limit-
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.pop("PREFECT_API_URL", None)
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")  # 2 busy cores
 
 TIERS = REPO / "tests" / "fixtures" / "scylla-tiers"
 WINDOW = 60.0

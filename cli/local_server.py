@@ -140,14 +140,17 @@ def running_url(home: Path) -> str | None:
     return None
 
 
-def ensure_server(home: Path, timeout: float = START_TIMEOUT) -> tuple[str, bool]:
-    """The API URL of this home's background server, started if needed; and whether we started it."""
+def ensure_server(
+    home: Path, timeout: float = START_TIMEOUT, preferred_port: int = DEFAULT_PORT
+) -> tuple[str, bool]:
+    """The API URL of this home's background server, started if needed (on ``preferred_port``
+    when free, else any free port; 0: any); and whether we started it."""
     with _locked(home):
         state = _read_state(home)
         if state and _alive(state["pid"]):
             _wait_healthy(state["url"], state["pid"], home / LOG_FILE, timeout)  # maybe still starting
             return str(state["url"]), False
-        port = _free_port()
+        port = _free_port(preferred_port)
         url = f"http://127.0.0.1:{port}/api"
         env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", OPT_OUT)}
         env.update(

@@ -18,10 +18,13 @@ _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="scylla-repair-prefect-home-"))
 os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Prefect's temporary server waits 20 s for itself by default: too short on 2 busy cores with
+# 4 xdist workers (every subprocess inherits this).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 os.environ.pop("PREFECT_API_URL", None)
 # Prefect's temporary per-process server, not the background one `rerun-agents` starts for users
-# (cli/local_server.py): no test leaves a server behind. The integration tests share one real
-# server instead (tests/integration/conftest.py).
+# (cli/local_server.py): no test leaves a server behind. A test that wants a real server takes
+# the ``prefect_server_url`` fixture below (one for the whole run).
 os.environ["SCYLLA_REPAIR_EPHEMERAL"] = "1"
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -109,7 +112,7 @@ def prefect_server_url() -> str:
     names (flow runs, limits, pools) per test. In-process flows keep using the test harness."""
     from cli.local_server import ensure_server
 
-    url, _ = ensure_server(Path(os.environ[_SHARED_HOME_ENV]))
+    url, _ = ensure_server(Path(os.environ[_SHARED_HOME_ENV]), preferred_port=0)  # not 4200: yours
     return url
 
 

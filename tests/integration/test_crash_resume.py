@@ -16,9 +16,7 @@ agent"), the judge server's in-flight count ("during a judge"), and the test hoo
 sleep at a named point (before a judge, after regenerate wrote a run's results, while holding the
 checkpoint writer lock) so the kill lands exactly there.
 
-Every invocation talks to the test run's one shared Prefect server (``prefect_server_url`` in
-tests/conftest.py) instead of starting Prefect's temporary server (6-10 s each); experiments are
-kept tiny.
+Each invocation pays Prefect's temporary-server start (6-10 s); experiments are kept tiny.
 """
 
 from __future__ import annotations
@@ -55,7 +53,7 @@ pytestmark = pytest.mark.skipif(not RERUN_AGENTS.exists(), reason="console scrip
 
 @pytest.fixture(scope="module")
 def prefect_home(tmp_path_factory) -> Path:
-    """One PREFECT_HOME for the module's client processes (the API is the shared server)."""
+    """One PREFECT_HOME for the module: the temporary server's DB is created once (~20 s)."""
     return tmp_path_factory.mktemp("prefect-home")
 
 
@@ -69,9 +67,7 @@ def judge_server():
 class Repairs:
     """Starts, watches and kills ``rerun-agents`` processes on one experiment."""
 
-    def __init__(
-        self, exp: Path, root: Path, prefect_home: Path, server: MessagesServer, api_url: str
-    ) -> None:
+    def __init__(self, exp: Path, root: Path, prefect_home: Path, server: MessagesServer) -> None:
         self.exp, self.root, self.server = exp, root, server
         self.log = root / "fake-claude.log"
         self.pause_dir = root / "paused"
@@ -83,7 +79,6 @@ class Repairs:
             FAKE_CLAUDE_LOG=str(self.log),
             FAKE_CLAUDE_DELAY="2",
             PREFECT_HOME=str(prefect_home),
-            PREFECT_API_URL=api_url,
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
             SCYLLA_REPAIR_TEST_PAUSE_DIR=str(self.pause_dir),
@@ -105,7 +100,7 @@ class Repairs:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            start_new_session=True,  # its own group: the test can kill what it started
+            start_new_session=True,  # its own group: the test can clean up the temporary server
         )
 
     def run(self, *extra: str, timeout: float = 240.0) -> subprocess.CompletedProcess:
@@ -128,7 +123,7 @@ class Repairs:
 
     def kill(self, proc: subprocess.Popen) -> None:
         """SIGKILL the repair process only (as the OOM killer or a dead worker would), then
-        reap anything left in its group (a temporary Prefect server, when one is used)."""
+        reap its temporary Prefect server, which a hard crash leaves orphaned in its group."""
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         with_suppressed(lambda: os.killpg(proc.pid, signal.SIGKILL))  # it holds our pipes too
@@ -223,11 +218,11 @@ def make_experiment(root: Path, mix: dict[str, float], runs_per_subtest: int, se
 # --------------------------------------------------------------------------------------------------
 
 
-def test_sigkill_at_every_step_then_resume(tmp_path, prefect_home, judge_server, prefect_server_url):
+def test_sigkill_at_every_step_then_resume(tmp_path, prefect_home, judge_server):
     """Kill -9 during an agent, between agent and judges, during a judge, after regenerate wrote
     a run's results, while writing the checkpoint; each time the same command resumes."""
     exp = make_experiment(tmp_path, {"failed": 0.5, "missing": 0.25, "results": 0.25}, runs_per_subtest=4)
-    repairs = Repairs(exp, tmp_path, prefect_home, judge_server, prefect_server_url)
+    repairs = Repairs(exp, tmp_path, prefect_home, judge_server)
     before = repairs.statuses()
     needs_agent = sorted(
         label for label, status in before.items() if status in ("failed", "partial", "missing")
@@ -273,11 +268,9 @@ def test_sigkill_at_every_step_then_resume(tmp_path, prefect_home, judge_server,
         assert checkpoint["run_states"][tier][subtest][number] == "report_written", label
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
-    tmp_path, prefect_home, judge_server, prefect_server_url
-):
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, prefect_home, judge_server):
     exp = make_experiment(tmp_path, {"missing": 0.5, "failed": 0.5}, runs_per_subtest=2, seed=5)
-    repairs = Repairs(exp, tmp_path, prefect_home, judge_server, prefect_server_url)
+    repairs = Repairs(exp, tmp_path, prefect_home, judge_server)
     repairs.env["FAKE_CLAUDE_DELAY"] = "30"
     proc = repairs.start()
     repairs.wait_for(proc, "an agent to start", repairs.agents_running)
@@ -301,10 +294,10 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
 
 
 def test_one_repair_at_a_time_and_a_new_repair_is_not_served_stale_results(
-    tmp_path, prefect_home, judge_server, prefect_server_url
+    tmp_path, prefect_home, judge_server
 ):
     exp = make_experiment(tmp_path, {"missing": 0.5, "failed": 0.5}, runs_per_subtest=2, seed=7)
-    repairs = Repairs(exp, tmp_path, prefect_home, judge_server, prefect_server_url)
+    repairs = Repairs(exp, tmp_path, prefect_home, judge_server)
     repairs.env["FAKE_CLAUDE_DELAY"] = "0.5"
 
     first = repairs.start(pause_at="judge")  # holds the experiment's repair lock while paused
