@@ -9,7 +9,9 @@ The second form is the "not told" case: ``--judge-rpm`` is not given, so the rep
 budget itself (from the ``anthropic-ratelimit-*`` headers the local server sends like the real
 API), against a provider allowing 20 requests per 15 s window with 15 % 529 answers. A window
 shorter than a minute (``--window``, also given to the repair as SCYLLA_RATE_WINDOW_SECONDS)
-keeps the run short; the ratio is what matters.
+keeps the run short; the ratio is what matters. ``--judges-only`` makes every run need only its
+three judges (agents finished, judges deleted), so all the demand is there from the start and
+the figure is the pacing's alone, not the agents' pace.
 
 Part 1, wake-up delay: tasks under a Prefect global concurrency limit of 1, each holding the
 slot 0.5 s; the gap between one task's release and the next task's acquisition, with Prefect's
@@ -153,6 +155,7 @@ def repair(
     window: float = WINDOW,
     judge_rpm_given: bool = True,
     faults: dict[str, float] | None = None,
+    judges_only: bool = False,
 ) -> dict:
     from simulation.claude_log import fake_claude_bin
     from simulation.generator import generate_experiment
@@ -167,10 +170,17 @@ def repair(
         tiers=["T0", "T1", "T2"],
         subtests_per_tier=2,
         runs_per_subtest=runs_per_subtest,
-        mix={"failed": 0.6, "partial": 0.2, "missing": 0.2},
+        mix={"completed": 1.0} if judges_only else {"failed": 0.6, "partial": 0.2, "missing": 0.2},
         seed=9,
         tiers_dir=TIERS,
     ).path
+    if judges_only:  # every run's agent finished but its judges are gone: all judge demand at once
+        import shutil
+
+        for run_dir in exp.glob("T*/*/run_*"):
+            shutil.rmtree(run_dir / "judge", ignore_errors=True)
+            for name in ("run_result.json", "report.json", "report.md"):
+                (run_dir / name).unlink(missing_ok=True)
     from flows.rerun_agents import rerun_agents
 
     behavior = ServerBehavior(
@@ -229,6 +239,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=WINDOW, help="The provider's rate window (s).")
     parser.add_argument("--no-judge-rpm", action="store_true", help="Do not tell the repair the budget.")
     parser.add_argument(
+        "--judges-only", action="store_true", help="Runs need only their 3 judges (no agent): pacing alone."
+    )
+    parser.add_argument(
         "--faults", nargs="*", default=None, metavar="KIND=RATE", help="Injected faults, e.g. 529=0.15."
     )
     parser.add_argument("--json", type=Path)
@@ -247,6 +260,7 @@ def main() -> None:
                 window=args.window,
                 judge_rpm_given=not args.no_judge_rpm,
                 faults=faults,
+                judges_only=args.judges_only,
             )
         print(json.dumps(report["repair"], indent=2))
     if args.json:
