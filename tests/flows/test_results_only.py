@@ -33,9 +33,9 @@ def _experiment(dest: Path) -> Path:
     ).path  # fmt: skip
 
 
-def _files(root: Path) -> dict[str, object]:
+def _files(root: Path, *paths: Path) -> dict[str, object]:
     """Every JSON file of the experiment (minus backups and Prefect's dir), volatile keys dropped,
-    the experiment's own path (embedded in run results) replaced."""
+    the experiments' paths (embedded in run results; a copy keeps its original's) replaced."""
 
     def clean(value: object) -> object:
         if isinstance(value, dict):
@@ -48,7 +48,10 @@ def _files(root: Path) -> dict[str, object]:
     for path in sorted(root.rglob("*.json")):
         rel = path.relative_to(root).as_posix()
         if not rel.startswith((".backups", ".prefect", ".scylla")):
-            out[rel] = clean(json.loads(path.read_text().replace(str(root), "EXP")))
+            text = path.read_text()
+            for embedded in paths:
+                text = text.replace(str(embedded), "EXP")
+            out[rel] = clean(json.loads(text))
     return out
 
 
@@ -70,7 +73,7 @@ def test_results_only_matches_the_flow(tmp_path):
     assert summary.aggregates_rebuilt == expected.aggregates_rebuilt
     assert summary.after is not None and expected.after is not None
     assert summary.after.counts == expected.after.counts
-    assert _files(ours) == _files(flow)
+    assert _files(ours, ours, flow) == _files(flow, ours, flow)
 
 
 def test_results_only_command_does_not_import_prefect(tmp_path):
