@@ -2,6 +2,16 @@
 
     uv run python bench/bench_rate_limit.py [--rpm 75] [--runs-per-subtest 9] [--agents 8]
                                             [--wakeup-only] [--json out.json]
+    uv run python bench/bench_rate_limit.py --no-wakeup --no-judge-rpm --rpm 20 --window 15 \
+                                            --faults 529=0.15 --runs-per-subtest 3
+
+The second form is the "not told" case: ``--judge-rpm`` is not given, so the repair must find the
+budget itself (from the ``anthropic-ratelimit-*`` headers the local server sends like the real
+API), against a provider allowing 20 requests per 15 s window with 15 % 529 answers. A window
+shorter than a minute (``--window``, also given to the repair as SCYLLA_RATE_WINDOW_SECONDS)
+keeps the run short; the ratio is what matters. ``--judges-only`` makes every run need only its
+three judges (agents finished, judges deleted), so all the demand is there from the start and
+the figure is the pacing's alone, not the agents' pace.
 
 Part 1, wake-up delay: tasks under a Prefect global concurrency limit of 1, each holding the
 slot 0.5 s; the gap between one task's release and the next task's acquisition, with Prefect's
@@ -37,6 +47,7 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bench-rate-limit-
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.pop("PREFECT_API_URL", None)
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")  # 2 busy cores
 
 TIERS = REPO / "tests" / "fixtures" / "scylla-tiers"
 WINDOW = 60.0
@@ -135,7 +146,17 @@ def utilisation(accepted: list[float], rpm: int, window: float = WINDOW) -> dict
     }
 
 
-def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
+def repair(
+    rpm: int,
+    runs_per_subtest: int,
+    agents: int,
+    workdir: Path,
+    *,
+    window: float = WINDOW,
+    judge_rpm_given: bool = True,
+    faults: dict[str, float] | None = None,
+    judges_only: bool = False,
+) -> dict:
     from simulation.claude_log import fake_claude_bin
     from simulation.generator import generate_experiment
     from simulation.messages_server import MessagesServer, ServerBehavior
@@ -143,24 +164,31 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
 
     os.environ["PATH"] = f"{fake_claude_bin()}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ["ANTHROPIC_API_KEY"] = "bench-key-not-a-secret"
-    os.environ["SCYLLA_RATE_WINDOW_SECONDS"] = str(WINDOW)
+    os.environ["SCYLLA_RATE_WINDOW_SECONDS"] = str(window)
     exp = generate_experiment(
         workdir / "2026-01-20T06-13-07-bench",
         tiers=["T0", "T1", "T2"],
         subtests_per_tier=2,
         runs_per_subtest=runs_per_subtest,
-        mix={"failed": 0.6, "partial": 0.2, "missing": 0.2},
+        mix={"completed": 1.0} if judges_only else {"failed": 0.6, "partial": 0.2, "missing": 0.2},
         seed=9,
         tiers_dir=TIERS,
     ).path
+    if judges_only:  # every run's agent finished but its judges are gone: all judge demand at once
+        import shutil
+
+        for run_dir in exp.glob("T*/*/run_*"):
+            shutil.rmtree(run_dir / "judge", ignore_errors=True)
+            for name in ("run_result.json", "report.json", "report.md"):
+                (run_dir / name).unlink(missing_ok=True)
     from flows.rerun_agents import rerun_agents, summary_of
 
     behavior = ServerBehavior(
         rpm=rpm,
-        window_seconds=WINDOW,
+        window_seconds=window,
         max_concurrent=max(agents, 8),
         latency=0.2,
-        fault_rates={"429": 0.02, "529": 0.02, "500": 0.02},
+        fault_rates={"429": 0.02, "529": 0.02, "500": 0.02} if faults is None else faults,
         retry_after=1,
         seed=3,
     )
@@ -173,7 +201,7 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
                 experiment_dir=str(exp),
                 tiers_dir=str(TIERS),
                 max_concurrent=agents,
-                judge_rpm=rpm,
+                judge_rpm=rpm if judge_rpm_given else None,
                 max_in_flight=max(agents, 8),
                 return_state=True,
             )
@@ -182,7 +210,8 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
         stats = server.stats()
     result = {
         "rpm": rpm,
-        "window_seconds": WINDOW,
+        "window_seconds": window,
+        "judge_rpm_given": judge_rpm_given,
         "runs": len(summary.runs),
         "outcomes": dict(summary.counts),
         "repair_seconds": round(elapsed, 1),
@@ -193,9 +222,13 @@ def repair(rpm: int, runs_per_subtest: int, agents: int, workdir: Path) -> dict:
         "retries_by_class": dict(retry.RETRY_COUNTS),
         "prefect_acquisitions": limits.STATS.acquisitions,
         "prefect_refusals": limits.STATS.refusals,
-        "limits": {"max_concurrent": agents, "judge_rpm": rpm, "max_in_flight": max(agents, 8)},
+        "limits": {
+            "max_concurrent": agents,
+            "judge_rpm": rpm if judge_rpm_given else None,
+            "max_in_flight": max(agents, 8),
+        },
     }
-    result.update(utilisation(stats["accepted_times"], rpm))
+    result.update(utilisation(stats["accepted_times"], rpm, window))
     return result
 
 
@@ -205,13 +238,33 @@ def main() -> None:
     parser.add_argument("--runs-per-subtest", type=int, default=9)
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--wakeup-only", action="store_true")
+    parser.add_argument("--no-wakeup", action="store_true", help="Skip part 1.")
+    parser.add_argument("--window", type=float, default=WINDOW, help="The provider's rate window (s).")
+    parser.add_argument("--no-judge-rpm", action="store_true", help="Do not tell the repair the budget.")
+    parser.add_argument(
+        "--judges-only", action="store_true", help="Runs need only their 3 judges (no agent): pacing alone."
+    )
+    parser.add_argument(
+        "--faults", nargs="*", default=None, metavar="KIND=RATE", help="Injected faults, e.g. 529=0.15."
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    report = {"wakeup": wakeup()}
-    print(json.dumps(report["wakeup"], indent=2), flush=True)
+    report = {} if args.no_wakeup else {"wakeup": wakeup()}
+    if "wakeup" in report:
+        print(json.dumps(report["wakeup"], indent=2), flush=True)
+    faults = None if args.faults is None else {k: float(v) for k, v in (f.split("=") for f in args.faults)}
     if not args.wakeup_only:
         with tempfile.TemporaryDirectory(prefix="bench-rate-limit-") as tmp:
-            report["repair"] = repair(args.rpm, args.runs_per_subtest, args.agents, Path(tmp))
+            report["repair"] = repair(
+                args.rpm,
+                args.runs_per_subtest,
+                args.agents,
+                Path(tmp),
+                window=args.window,
+                judge_rpm_given=not args.no_judge_rpm,
+                faults=faults,
+                judges_only=args.judges_only,
+            )
         print(json.dumps(report["repair"], indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

@@ -69,6 +69,7 @@ def demo(
         os.environ["ANTHROPIC_API_KEY"] = "demo-key-not-a-secret"
         os.environ["FAKE_CLAUDE_LOG"] = str(directory / "fake-claude.log")
         os.environ.setdefault("PREFECT_HOME", str((directory / ".prefect-home").resolve()))
+        os.environ.setdefault("SCYLLA_REPAIR_EPHEMERAL", "1")  # leave no background server behind
         common = [str(experiment), "--tiers-dir", str(TIERS)]
         banner("1. What is broken? rerun-agents EXP --dry-run")
         run_command(rerun_app, [*common, "--dry-run"], "rerun-agents")

@@ -18,9 +18,11 @@ from typing import Any
 import typer
 
 from cli.common import EXIT_FAILED_RERUNS, EXIT_OK, interruptible, quiet_terminal
+from cli.local_server import ui_link_hook
 from cli.output import RerunCounts, classification_block, grouped_lists, rerun_block
 from experiment.preflight import check_can_repair
-from experiment.scan import ExperimentContext, ScanFilters, scan_in_process
+from experiment.scan import ExperimentContext, ScanFilters, ScanReport, scan_in_process
+from operations.summary import RepairSummary
 
 
 def run_repair(
@@ -43,7 +45,14 @@ def run_repair(
     from experiment.locks import RepairLock
 
     RepairLock(context.layout).ensure_free()  # one line and exit 2 now, not a flow traceback later
+    if not report.to_rerun():  # no agent: maybe no judge either, then no Prefect (issue 13)
+        summary = _results_only(context, filters, report, tiers_dir, judge_system_prompt, skip_regenerate)
+        if summary is not None:
+            return _report(summary, as_json)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from cli.local_server import use_background_server
+
+    ui_url = use_background_server(lambda line: typer.echo(line, err=True))  # before Prefect loads
     from cli.progress import terminal_progress
     from flows.rerun_agents import rerun_agents, summary_of
 
@@ -71,7 +80,39 @@ def run_repair(
     # Ctrl+C: stop the agents (their own sessions do not get the terminal's SIGINT), exit 130.
     with interruptible(stop_agents), terminal_progress(enabled=show_progress):
         # The flow run ends Failed when a rerun failed (the exit 1 below); its data is the summary.
-        summary = summary_of(rerun_agents(**parameters, return_state=True))
+        repair = rerun_agents.with_options(on_running=[ui_link_hook(ui_url)])
+        summary = summary_of(repair(**parameters, return_state=True))
+    return _report(summary, as_json)
+
+
+def _results_only(
+    context: ExperimentContext,
+    filters: ScanFilters,
+    report: ScanReport,
+    tiers_dir: Path | None,
+    judge_system_prompt: Path | None,
+    skip_regenerate: bool,
+) -> RepairSummary | None:
+    """The repair in-process when it needs neither agent nor judge (see operations.results_only)."""
+    from experiment.cost import estimate_repair_cost
+    from operations.judge.system_prompt import judge_system_prompt_choice
+    from operations.results_only import repair_results_only
+
+    _, notes = judge_system_prompt_choice(
+        context, judge_system_prompt, tiers_dir, has_work=bool(report.to_regenerate())
+    )
+    return repair_results_only(
+        context,
+        filters,
+        report,
+        skip_regenerate=skip_regenerate,
+        estimated_cost_usd=estimate_repair_cost(report, context.layout).total_usd,
+        notes=notes,
+    )
+
+
+def _report(summary: RepairSummary, as_json: bool) -> int:
+    """Print the repair's summary (text or ``--json``); the exit code."""
     if as_json:
         typer.echo(json.dumps(summary.to_json_dict(), indent=2))
     else:

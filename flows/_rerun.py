@@ -18,7 +18,6 @@ from experiment.attempt import finish_repair
 from experiment.guardrails import RerunGate
 from experiment.scan import ExperimentContext, RunEntry
 from operations.agent import AgentSettings
-from operations.judge.system_prompt import JudgeSystemPrompt, system_prompt_for, tiers_starts
 from operations.outcome import RunRepair
 from operations.settings import RepairSettings
 from operations.summarize import latest_resume_at, note_resume
@@ -55,20 +54,6 @@ def repair_settings(
         max_in_flight=max_in_flight or max(8, 2 * max_concurrent),
         max_cost_usd=max_cost,
     )
-
-
-def judge_system_prompt_choice(
-    context: ExperimentContext, option: str | None, tiers_dir: str | None, todo: list[RunEntry]
-) -> tuple[JudgeSystemPrompt, list[str]]:
-    """The judges' system prompt for this repair, and the note to show when it is our fallback.
-
-    A ``--judge-system-prompt`` file that does not exist stops the repair here, before anything
-    moves; with no checkout found, re-judged runs would not be comparable, and the summary says so.
-    """
-    system_prompt = system_prompt_for(context, option, tiers_dir)
-    fallback = bool(todo) and not system_prompt.comparable
-    notes = [system_prompt.not_comparable_note(tiers_starts(context, tiers_dir))] if fallback else []
-    return system_prompt, notes
 
 
 def repair_with_progress(

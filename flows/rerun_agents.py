@@ -31,8 +31,9 @@ from experiment.locks import RepairLock
 from experiment.preflight import check_can_repair
 from experiment.scan import ScanFilters, load_context, scan_in_process
 from experiment.status import RunStatus
-from flows._rerun import judge_system_prompt_choice, repair_settings, repair_with_progress, resume_or_finish
+from flows._rerun import repair_settings, repair_with_progress, resume_or_finish
 from flows.scan import scan_experiment
+from operations.judge.system_prompt import judge_system_prompt_choice
 from operations.summarize import dry_run_summary, repair_summary
 from operations.summary import RepairSummary
 from tasks.artifacts import publish_classification, publish_markdown
@@ -81,7 +82,9 @@ def rerun_agents(
     print(estimate.line())
     context = load_context(Path(experiment_dir), Path(tiers_dir) if tiers_dir else None)
     todo = report.to_rerun() + report.to_regenerate()
-    system_prompt, judge_notes = judge_system_prompt_choice(context, judge_system_prompt, tiers_dir, todo)
+    system_prompt, judge_notes = judge_system_prompt_choice(
+        context, judge_system_prompt, tiers_dir, bool(todo)
+    )
     if dry_run:
         return dry_run_summary(report, estimate.total_usd, notes=judge_notes)
     check_can_repair(context, needs_agents=bool(report.to_rerun()))

@@ -12,6 +12,14 @@ workers on top of it.
 Agent and judge calls go to the same provider, so they share the adaptive concurrency and the
 quota pause: a 429 on a judge slows the agents too.
 
+Pacing from the provider's answers: every judge answer's ``anthropic-ratelimit-*`` headers
+(:mod:`operations.ratelimit_headers`) reach the budget of the judge request they answer (through
+a context variable set by :meth:`ProviderBudget.judge_request`, so the transport needs no handle
+on the budget). Without ``--judge-rpm``, the requests limit they announce becomes the window's
+budget, so the judges use the whole provider budget without waiting for 429s; with or without
+it, a ``remaining`` lower than our own count (other clients of the same key, the agents) is
+counted as used, and an exhausted token window closes the gate until its reset.
+
 Adaptive concurrency is AIMD, like TCP: the first 429/529 of a burst halves the number of
 concurrent provider calls and cools everyone down for the provider's ``retry-after``; every
 ``limit`` successes in a row add one back, up to ``max_in_flight``. A repair therefore settles
@@ -24,9 +32,12 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+from operations.ratelimit_headers import RateLimitHeaders
 
 
 def default_window_seconds() -> float:
@@ -56,6 +67,10 @@ class BudgetStats:
     """Agent cost so far."""
     quota_hits: int = 0
     """Quota-window answers ("You've hit your limit · resets ...")."""
+    learned_rpm: int | None = None
+    """The requests limit the provider's headers announced (None: no header seen)."""
+    outside_requests: int = 0
+    """Requests the provider counted that this budget had not (other clients of the key)."""
 
 
 class QuotaPaused(Exception):
@@ -80,7 +95,8 @@ class ProviderBudget:
     max_agents: int = 4
     """Agents running at once (``--max-concurrent``)."""
     judge_rpm: int | None = None
-    """Judge requests per window (sliding, ``window_seconds``); None means no rate limit."""
+    """Judge requests per window (sliding, ``window_seconds``); None: the provider's announced
+    ``anthropic-ratelimit-requests-limit`` once an answer has carried it, else no rate limit."""
     max_in_flight: int = 8
     """Upper bound of concurrent provider calls (agents + judges); adapts down on 429s."""
     max_cost_usd: float | None = None
@@ -108,6 +124,7 @@ class ProviderBudget:
         self._paused_until: float | None = None  # wall clock
         self._pause_reason = ""
         self._quota_streak = 0
+        self._learned_rpm: int | None = None
         self.stats.min_concurrency = self._limit
 
     # -- state the tasks ask about ------------------------------------------------------------
@@ -120,6 +137,11 @@ class ProviderBudget:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def effective_rpm(self) -> int | None:
+        """The window's request budget in force: ``judge_rpm``, else the provider's announced one."""
+        return self.judge_rpm or self._learned_rpm
 
     @property
     def paused_until(self) -> float | None:
@@ -191,6 +213,26 @@ class ProviderBudget:
                 self.stats.min_concurrency = min(self.stats.min_concurrency, self._limit)
             self._cooldown_until = max(self._cooldown_until, now + (retry_after if retry_after else 1.0))
 
+    def observe(self, headers: RateLimitHeaders) -> None:
+        """Take in one answer's rate-limit headers (see the module docstring)."""
+        with self._lock:
+            requests = headers.requests
+            if requests.limit:
+                self._learned_rpm = requests.limit
+                self.stats.learned_rpm = requests.limit
+            now = self.clock()
+            if requests.limit is not None and requests.remaining is not None:
+                self._prune_locked(now)
+                outside = (requests.limit - requests.remaining) - len(self._recent)
+                if outside > 0:  # counted by the provider, not by us: spend them now
+                    self._recent.extend([now] * outside)
+                    self.stats.outside_requests += outside
+            wall = self.wall_clock()
+            for window in headers.token_windows:
+                if window.exhausted and window.reset_at is not None and window.reset_at > wall:
+                    self._cooldown_until = max(self._cooldown_until, now + window.reset_at - wall)
+            self._lock.notify_all()
+
     # -- gates ----------------------------------------------------------------------------------
 
     @contextmanager
@@ -223,12 +265,13 @@ class ProviderBudget:
                 if self._gate_open_locked() and self._rpm_token_free_locked():
                     break
                 self._lock.wait(self._wait_hint_locked())
-            if self.judge_rpm:
-                self._recent.append(self.clock())
+            self._recent.append(self.clock())  # always: a limit learned later counts it
             self._enter_locked(started)
+        token = _ACTIVE_BUDGET.set(self)
         try:
             yield
         finally:
+            _ACTIVE_BUDGET.reset(token)
             with self._lock:
                 self._in_flight -= 1
                 self._lock.notify_all()
@@ -241,13 +284,15 @@ class ProviderBudget:
     def _gate_open_locked(self) -> bool:
         return self._in_flight < self._limit and self.clock() >= self._cooldown_until
 
-    def _rpm_token_free_locked(self) -> bool:
-        if not self.judge_rpm:
-            return True
-        horizon = self.clock() - self.window_seconds - self.window_margin
+    def _prune_locked(self, now: float) -> None:
+        horizon = now - self.window_seconds - self.window_margin
         while self._recent and self._recent[0] <= horizon:
             self._recent.popleft()
-        return len(self._recent) < self.judge_rpm
+
+    def _rpm_token_free_locked(self) -> bool:
+        self._prune_locked(self.clock())
+        rpm = self.effective_rpm
+        return not rpm or len(self._recent) < rpm
 
     def _wait_hint_locked(self) -> float:
         """How long a waiter may sleep before something can have changed (releases notify)."""
@@ -255,6 +300,22 @@ class ProviderBudget:
         hints = [0.5]
         if self._cooldown_until > now:
             hints.append(self._cooldown_until - now)
-        if self.judge_rpm and len(self._recent) >= self.judge_rpm and self._recent:
+        rpm = self.effective_rpm
+        if rpm and len(self._recent) >= rpm and self._recent:
             hints.append(self._recent[0] + self.window_seconds + self.window_margin - now)
         return max(0.01, min(hints))
+
+
+_ACTIVE_BUDGET: ContextVar[ProviderBudget | None] = ContextVar("scylla_active_budget", default=None)
+"""The budget whose :meth:`ProviderBudget.judge_request` the current thread is inside."""
+
+
+def report_rate_limits(headers: Mapping[str, str]) -> None:
+    """Hand one provider answer's ``anthropic-ratelimit-*`` headers to the budget of the judge
+    request being made in this thread, if any (the transport calls this on every answer)."""
+    budget = _ACTIVE_BUDGET.get()
+    if budget is None:
+        return
+    parsed = RateLimitHeaders.parse(headers)
+    if parsed is not None:
+        budget.observe(parsed)

@@ -24,6 +24,12 @@ class ServerBehavior:
     score_range: tuple[float, float] = (0.7, 1.0)
     require_api_key: bool = True
     text: str | None = None  # fixed answer text instead of the generated judgment
+    # The limits the anthropic-ratelimit-* headers announce (the real API sends them on every
+    # answer). Requests: ``rpm`` when set (then enforced), else this; tokens are announced and
+    # counted over the window, not enforced.
+    announced_rpm: int = 4000
+    input_tpm: int = 2_000_000
+    output_tpm: int = 400_000
 
     def __post_init__(self) -> None:
         self.fail_sequence = [normalise_fault(f) for f in self.fail_sequence]

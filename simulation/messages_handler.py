@@ -139,7 +139,9 @@ class MessagesHandler(BaseHTTPRequestHandler):
                 if kind == "concurrency"
                 else ERROR_MESSAGES[429]
             )
-            self._send_error(429, message, {"retry-after": str(retry_after)})
+            self._send_error(
+                429, message, {"retry-after": str(retry_after), **st.ratelimit_headers(behavior)}
+            )
             return
 
         try:
@@ -148,7 +150,9 @@ class MessagesHandler(BaseHTTPRequestHandler):
             if fault in ("429", "529", "500"):
                 status = int(fault)
                 self.state.count(status, model)
-                headers = {"retry-after": str(behavior.retry_after)} if status == 429 else None
+                headers = st.ratelimit_headers(behavior)
+                if status == 429:
+                    headers["retry-after"] = str(behavior.retry_after)
                 self._send_error(status, ERROR_MESSAGES[status], headers)
                 return
             if fault == "malformed":
@@ -158,6 +162,8 @@ class MessagesHandler(BaseHTTPRequestHandler):
             else:
                 text = judgment_text(body, behavior.score_range)
             self.state.count(200, model)
+            usage = {"input_tokens": max(1, prompt_chars(body) // 4), "output_tokens": max(1, len(text) // 4)}
+            st.count_tokens(usage["input_tokens"], usage["output_tokens"])
             self._send_json(
                 200,
                 {
@@ -168,11 +174,9 @@ class MessagesHandler(BaseHTTPRequestHandler):
                     "content": [{"type": "text", "text": text}],
                     "stop_reason": "end_turn",
                     "stop_sequence": None,
-                    "usage": {
-                        "input_tokens": max(1, prompt_chars(body) // 4),
-                        "output_tokens": max(1, len(text) // 4),
-                    },
+                    "usage": usage,
                 },
+                st.ratelimit_headers(behavior),
             )
         finally:
             st.release()

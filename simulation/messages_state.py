@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 from simulation.messages_behavior import FAULTS, ServerBehavior
@@ -38,6 +39,7 @@ class ServerState:
         self.max_concurrent_violations = 0
         self.rpm_violations_rejected = 0
         self.window: deque[float] = deque()  # monotonic times of accepted requests
+        self.tokens: deque[tuple[float, int, int]] = deque()  # (monotonic, input, output) answered
         self.accepted_times: list[float] = []  # wall-clock times of accepted requests
         self.seq_index = 0
         self.rng = random.Random(self.behavior.seed)
@@ -115,6 +117,58 @@ class ServerState:
             self.by_status[key] = self.by_status.get(key, 0) + 1
             if model:
                 self.by_model[model] = self.by_model.get(model, 0) + 1
+
+    def count_tokens(self, input_tokens: int, output_tokens: int) -> None:
+        """Tokens of an answer, for the ``-tokens-remaining`` headers."""
+        with self.lock:
+            self.tokens.append((time.monotonic(), input_tokens, output_tokens))
+
+    def ratelimit_headers(self, behavior: ServerBehavior) -> dict[str, str]:
+        """The ``anthropic-ratelimit-*`` headers, like the real API's, for the current window.
+
+        ``-limit``: the budget per window; ``-remaining``: what is left of it now; ``-reset``
+        (RFC 3339, UTC): when it is fully replenished (here: when the newest request counted
+        leaves the sliding window; the real API's token bucket answers the same question).
+        """
+        with self.lock:
+            now = time.monotonic()
+            wall = time.time()
+            horizon = now - behavior.window_seconds
+            while self.window and self.window[0] <= horizon:
+                self.window.popleft()
+            while self.tokens and self.tokens[0][0] <= horizon:
+                self.tokens.popleft()
+            in_window = len(self.window)
+            used_in = sum(t[1] for t in self.tokens)
+            used_out = sum(t[2] for t in self.tokens)
+            newest_request = self.window[-1] if self.window else now - behavior.window_seconds
+            newest_tokens = self.tokens[-1][0] if self.tokens else now - behavior.window_seconds
+        requests = behavior.rpm if behavior.rpm is not None else behavior.announced_rpm
+
+        def reset(newest: float) -> str:
+            at = wall + max(0.0, newest + behavior.window_seconds - now)
+            return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+        values = {
+            "requests": (requests, max(0, requests - in_window), reset(newest_request)),
+            "tokens": (
+                behavior.input_tpm + behavior.output_tpm,
+                max(0, behavior.input_tpm + behavior.output_tpm - used_in - used_out),
+                reset(newest_tokens),
+            ),
+            "input-tokens": (behavior.input_tpm, max(0, behavior.input_tpm - used_in), reset(newest_tokens)),
+            "output-tokens": (
+                behavior.output_tpm,
+                max(0, behavior.output_tpm - used_out),
+                reset(newest_tokens),
+            ),
+        }
+        headers = {}
+        for kind, (limit, remaining, at) in values.items():
+            headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
+            headers[f"anthropic-ratelimit-{kind}-remaining"] = str(remaining)
+            headers[f"anthropic-ratelimit-{kind}-reset"] = at
+        return headers
 
     def release(self) -> None:
         """An accepted request has been answered."""

@@ -18,7 +18,14 @@ _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="scylla-repair-prefect-home-"))
 os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Prefect's temporary server waits 20 s for itself by default: too short on 2 busy cores with
+# 4 xdist workers (every subprocess inherits this).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 os.environ.pop("PREFECT_API_URL", None)
+# Prefect's temporary per-process server, not the background one `rerun-agents` starts for users
+# (cli/local_server.py): no test leaves a server behind. A test that wants a real server takes
+# the ``prefect_server_url`` fixture below (one for the whole run).
+os.environ["SCYLLA_REPAIR_EPHEMERAL"] = "1"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DRYRUN_FIXTURE = FIXTURES / "scylla-test001-dryrun"
@@ -69,3 +76,55 @@ def strip_judgments(experiment: Path, runs: list[str]) -> dict[str, str]:
 def fixture_experiment(tmp_path: Path) -> Path:
     """A writable copy of the real experiment, placed where no tiers dir can be auto-detected."""
     return copy_fixture_experiment(tmp_path / "exp" / "2026-01-20T06-13-07-test-001")
+
+
+# --------------------------------------------------------------------------------------------------
+# One real Prefect server for the whole test run (every xdist worker), started on first use.
+# --------------------------------------------------------------------------------------------------
+
+_SHARED_HOME_ENV = "SCYLLA_TEST_SHARED_PREFECT_HOME"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller (or the only process) picks the shared server's PREFECT_HOME; xdist
+    workers, spawned after this, inherit it through the environment."""
+    if not hasattr(config, "workerinput") and _SHARED_HOME_ENV not in os.environ:
+        os.environ[_SHARED_HOME_ENV] = tempfile.mkdtemp(prefix="scylla-repair-shared-prefect-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller stops the shared server once every worker is done (if one was started)."""
+    home = os.environ.get(_SHARED_HOME_ENV)
+    if not hasattr(config, "workerinput") and home:
+        from cli.local_server import stop_server
+
+        stop_server(Path(home))
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_server_url() -> str:
+    """The API URL (``http://127.0.0.1:PORT/api``) of one real ``prefect server start`` shared by
+    every test of the run, in every xdist worker: the first test that asks starts it (10-30 s,
+    under a file lock, so only one starts), the others reuse it, and the pytest controller stops
+    it at the end. Give it to subprocesses as ``PREFECT_API_URL``: each then connects in ~1 s
+    instead of starting Prefect's temporary server (6-13 s). Its state is shared: use unique
+    names (flow runs, limits, pools) per test. In-process flows keep using the test harness."""
+    from cli.local_server import ensure_server
+
+    url, _ = ensure_server(Path(os.environ[_SHARED_HOME_ENV]), preferred_port=0)  # not 4200: yours
+    return url
+
+
+_FIRST = ("tests/integration/", "tests/flows/")
+"""Directories whose tests start first: they are the slow ones (seconds to minutes, mostly
+waiting on subprocesses and sleeps), so under ``-n 4 --dist loadgroup`` each worker takes one
+of them at once and the fast unit tests fill the gaps, instead of a slow test starting last."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.replace("\\", "/")
+        return next((i for i, prefix in enumerate(_FIRST) if path.startswith(prefix)), len(_FIRST))
+
+    items.sort(key=rank)  # stable: the order within each directory is kept

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from experiment.errors import RepairBlocked
 from experiment.failures import AttemptFailed, Failure, FailureClass, parse_retry_after
+from operations.budget import report_rate_limits
 
 __all__ = ["JudgeAuthError", "JudgeCall", "JudgeConfigError", "JudgeSettings", "call_judge"]
 
@@ -163,6 +164,7 @@ def call_judge(
             )
         ) from None
     duration = time.monotonic() - start
+    report_rate_limits(response.headers)  # the budget paces the judges from them
     status = response.status_code
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("retry-after"))

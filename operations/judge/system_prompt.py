@@ -188,3 +188,17 @@ Respond with ONLY a JSON object (optionally inside one ```json fenced block), no
   }
 }
 """
+
+
+def judge_system_prompt_choice(
+    context: ExperimentContext, option: str | Path | None, tiers_dir: str | Path | None, has_work: bool
+) -> tuple[JudgeSystemPrompt, list[str]]:
+    """The judges' system prompt for a repair, and the note to show when it is our fallback.
+
+    A ``--judge-system-prompt`` file that does not exist stops the repair here, before anything
+    moves; with no checkout found, re-judged runs would not be comparable, and the summary says so.
+    """
+    system_prompt = system_prompt_for(context, option, tiers_dir)
+    fallback = has_work and not system_prompt.comparable
+    notes = [system_prompt.not_comparable_note(tiers_starts(context, tiers_dir))] if fallback else []
+    return system_prompt, notes

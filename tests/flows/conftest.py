@@ -1,4 +1,5 @@
-"""Flow tests run under one Prefect test harness per session (it costs ~9 s to start)."""
+"""Flow tests run under one Prefect test harness per session, i.e. per xdist worker (it costs
+~9 s to start idle, minutes on 2 busy cores: hence the long startup timeout)."""
 
 from __future__ import annotations
 
@@ -9,5 +10,5 @@ import pytest
 def prefect_backend():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    with prefect_test_harness(server_startup_timeout=300):
         yield
