@@ -51,6 +51,37 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
+class TerminalFloor(logging.Filter):
+    """What a non-verbose terminal shows: Prefect's errors, everyone else's warnings and errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        floor = logging.ERROR if record.name.split(".", 1)[0] == "prefect" else logging.WARNING
+        return record.levelno >= floor
+
+
+def quiet_terminal() -> None:
+    """Keep Prefect's INFO logs off the terminal without lowering any logger's level.
+
+    Call after Prefect configured logging (it replaces the root's handlers). The filter goes on
+    the handlers that write to the terminal, so the run loggers still emit INFO records and
+    Prefect's API log handler still ships them to the server: the UI shows the run's log.
+    """
+    for logger in (logging.getLogger(), *_prefect_loggers_with_own_handlers()):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not any(
+                isinstance(f, TerminalFloor) for f in handler.filters
+            ):
+                handler.addFilter(TerminalFloor())
+
+
+def _prefect_loggers_with_own_handlers() -> list[logging.Logger]:
+    return [
+        logger
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and name.startswith("prefect") and logger.handlers
+    ]
+
+
 def error(message: str) -> None:
     print(f"Error: {message}", file=sys.stderr)
 

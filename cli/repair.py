@@ -1,7 +1,8 @@
 """The non-dry-run path of ``rerun-agents``: run the Prefect flow and print what it did.
 
-Prefect is imported here, and only here, so the dry run stays fast. Prefect's own INFO logs
-are silenced unless ``-v`` is given; a Rich progress bar shows runs done / to do, failures and
+Prefect is imported here, and only here, so the dry run stays fast. Unless ``-v`` is given the
+terminal shows only Prefect's errors and our warnings, while the run's INFO log still goes to the
+Prefect API (the UI's Logs tab: lowering ``PREFECT_LOGGING_LEVEL`` instead would starve it); a Rich progress bar shows runs done / to do, failures and
 cost while the repair runs (not when stdout is not a terminal, nor with ``--json``).
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import typer
 
-from cli.common import EXIT_FAILED_RERUNS, EXIT_OK, interruptible
+from cli.common import EXIT_FAILED_RERUNS, EXIT_OK, interruptible, quiet_terminal
 from cli.output import RerunCounts, classification_block, grouped_lists, rerun_block
 from experiment.preflight import check_can_repair
 from experiment.scan import ExperimentContext, ScanFilters, scan_in_process
@@ -41,11 +42,12 @@ def run_repair(
     from experiment.locks import RepairLock
 
     RepairLock(context.layout).ensure_free()  # one line and exit 2 now, not a flow traceback later
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from cli.progress import terminal_progress
     from flows.rerun_agents import rerun_agents
+
+    if not verbose:
+        quiet_terminal()
 
     parameters: dict[str, Any] = dict(
         experiment_dir=str(context.root),
