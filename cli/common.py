@@ -100,7 +100,7 @@ def report_interrupted() -> None:
 
 @contextlib.contextmanager
 def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | None = None) -> Iterator[None]:
-    """Make Ctrl+C (SIGINT) during a Prefect flow a clean, prompt stop with exit code 130.
+    """Make Ctrl+C (SIGINT) or SIGTERM during a Prefect flow a clean, prompt stop, exit code 130.
 
     On the first SIGINT, ``on_interrupt`` runs (it stops the agents: they run in their own
     sessions, out of reach of the terminal's signal), Prefect's logging is silenced unless
@@ -109,6 +109,9 @@ def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | Non
     watchdog ends the process ``grace_seconds`` later (``SCYLLA_REPAIR_INTERRUPT_GRACE``, 5 s)
     and a second Ctrl+C ends it at once. Nothing is half-written: every file of the experiment
     and the checkpoint are written atomically, and the next run resumes from what is on disk.
+    A run whose agent had not started is left exactly as it was (``tasks/repair.py`` archives
+    only under the agent slot, after checking the stop flag); one stopped mid-agent is
+    ``partial``.
     """
     if grace_seconds is None:
         grace_seconds = float(os.environ.get("SCYLLA_REPAIR_INTERRUPT_GRACE", "5"))
@@ -136,11 +139,12 @@ def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | Non
             watchdog.start()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_command(app: typer.Typer, argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 from uuid import UUID
@@ -46,17 +47,38 @@ def publish_classification(report: ScanReport) -> None:
     )
 
 
-progress_listeners: list[Callable[[int, int, int, float], None]] = []
-"""In-process listeners ``(done, total, failed, cost_usd)``: the CLI's Rich progress bar."""
+@dataclass(frozen=True)
+class RepairProgress:
+    """Where a repair stands, counted from the runs that finished (never from submissions)."""
+
+    done: int
+    total: int
+    ok: int
+    failed: int
+    deferred: int
+    cost_usd: float
+
+    def line(self) -> str:
+        return (
+            f"{self.done}/{self.total} runs done: {self.ok} ok, {self.failed} failed, "
+            f"{self.deferred} deferred, ${self.cost_usd:.2f} spent"
+        )
+
+
+progress_listeners: list[Callable[[RepairProgress], None]] = []
+"""In-process listeners, called after each finished run: the CLI's Rich progress bar."""
 
 
 class ProgressArtifact:
-    """A progress bar in the UI (and in the terminal, via listeners), updated as runs finish."""
+    """A progress bar in the UI (and in the terminal, via listeners), advanced as each run finishes.
+
+    The flow calls :meth:`advance` in the order runs *complete*, so the bar and the UI follow
+    ``checkpoint.json`` (which each run's finalize step writes just before it completes).
+    """
 
     def __init__(self, experiment_dir: str | Path, total: int, description: str) -> None:
         self.total = total
-        self.done = 0
-        self.failed = 0
+        self.done = self.ok = self.failed = self.deferred = 0
         self.cost = 0.0
         self.artifact_id = cast(
             UUID,
@@ -68,17 +90,27 @@ class ProgressArtifact:
         )  # called from sync code: the UUID itself, never the coroutine the stubs also allow
         self._notify()
 
-    def advance(self, *, failed: bool = False, cost: float = 0.0) -> None:
+    def advance(self, outcome: str, cost: float = 0.0) -> None:
+        """Count one finished run; ``outcome`` is its RunRepair outcome."""
         self.done += 1
-        self.failed += int(failed)
+        self.failed += int(outcome == "failed")
+        self.deferred += int(outcome == "deferred")
+        self.ok += int(outcome not in ("failed", "deferred"))
         self.cost += cost
         progress = min(100.0, 100.0 * self.done / max(self.total, 1))
-        update_progress_artifact(artifact_id=self.artifact_id, progress=progress)
+        update_progress_artifact(
+            artifact_id=self.artifact_id, progress=progress, description=self.snapshot.line()
+        )
         self._notify()
 
+    @property
+    def snapshot(self) -> RepairProgress:
+        return RepairProgress(self.done, self.total, self.ok, self.failed, self.deferred, self.cost)
+
     def _notify(self) -> None:
+        snapshot = self.snapshot
         for listener in list(progress_listeners):
-            listener(self.done, self.total, self.failed, self.cost)
+            listener(snapshot)
 
 
 def publish_markdown(kind: str, experiment_dir: str | Path, markdown: str, description: str) -> None:

@@ -15,10 +15,14 @@ from prefect.cache_policies import NO_CACHE
 
 from experiment.errors import ExperimentError
 from experiment.failures import AttemptFailed, FailureClass
+from experiment.layout import RunKey
 from experiment.status import RunStatus
+from operations.agent import AgentInterrupted
+from operations.agent.process import stopping
 from operations.budget import BudgetExhausted, QuotaPaused
 from operations.outcome import RunRepair
 from operations.settings import RepairSettings, budget_for, context_for
+from operations.unstarted import put_back_unstarted
 from tasks.steps import agent_step, archive_step, finalize_step, judge_step, workspace_step
 
 logger = logging.getLogger(__name__)
@@ -37,6 +41,12 @@ def _judge_missing_slots(settings: RepairSettings, label: str) -> int:
     return len(config.judge_models) - len(final.missing_judge_slots)
 
 
+def _put_back_if_unstarted(settings: RepairSettings, label: str, archived_to: str | None) -> None:
+    context = context_for(settings)
+    base_repo = context.layout.find_base_repo(context.config.task_repo)
+    put_back_unstarted(context.layout, RunKey.parse(label), base_repo, archived_to)
+
+
 class _JudgesFailed(Exception):
     pass
 
@@ -50,9 +60,20 @@ def repair_run(settings: RepairSettings, label: str, status: RunStatus) -> RunRe
     try:
         if status.needs_agent:
             budget.check_can_start()
-            record.archived_to = archive_step(settings, label)
-            workspace_step(settings, label)
-            outcome = agent_step.with_options(result_storage=settings.results_dir)(settings, label)
+            # Ctrl+C / SIGTERM (issue 12): take the agent slot *before* archiving, and archive
+            # only if no stop was asked for meanwhile, so a run that had not started stays
+            # exactly as it was. The agent step's own agent_slot() nests (no second slot).
+            with budget.agent_slot():
+                if stopping():
+                    record.outcome, record.reason = "deferred", "not started: the repair was interrupted"
+                    return record
+                record.archived_to = archive_step(settings, label)
+                try:
+                    workspace_step(settings, label)
+                    outcome = agent_step.with_options(result_storage=settings.results_dir)(settings, label)
+                except AgentInterrupted:  # the stop landed between archive and agent start: undo
+                    _put_back_if_unstarted(settings, label, record.archived_to)
+                    raise
             record.cost_usd = outcome.cost_usd
             failure = outcome.failure  # None exactly when the agent succeeded
             if failure is not None:

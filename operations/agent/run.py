@@ -117,6 +117,9 @@ def _commit_agent_changes(workspace: Path) -> bool:
     return False
 
 
+INTERRUPTED_NOTE = "\nStopped: the repair was interrupted (Ctrl+C); the next run starts it over\n"
+
+
 def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentOutcome:
     """Run the agent once on ``run_dir/agent/prompt.md`` in ``workspace`` and record everything.
 
@@ -124,6 +127,8 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
     written even when the binary cannot be started.
     """
     run_dir, workspace = Path(run_dir).absolute(), Path(workspace).absolute()
+    if stopping():  # Ctrl+C came first: write nothing, so the caller can put the run back as it was
+        raise AgentInterrupted(f"agent in {workspace} not started: the repair was interrupted")
     agent_dir = run_dir / "agent"
     agent_dir.mkdir(parents=True, exist_ok=True)
     prompt_file = agent_dir / "prompt.md"
@@ -156,9 +161,11 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
         run.stderr = run.spawn_error + "\n"
     else:
         run = execute(argv, workspace, env, settings)
-    interrupted = stopping()  # stop_agents() ended it: not the agent's outcome
-    if interrupted:
-        run.stderr += "\nStopped: the repair was interrupted (Ctrl+C); the next run starts it over\n"
+    if stopping():  # stop_agents() ended it: not the agent's outcome. Only command_log.json and
+        # interrupted.log are left, so the run classifies as `partial` (started, not finished) and
+        # the next repair archives it and starts it over; result.json would make it `failed`.
+        atomic_write_text(agent_dir / "interrupted.log", run.stdout + run.stderr + INTERRUPTED_NOTE)
+        raise AgentInterrupted(f"agent in {workspace} stopped: the repair was interrupted")
     duration = time.monotonic() - start
 
     # -- classify
@@ -212,8 +219,6 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
     version_binary = settings.claude_binary if settings.command is None else argv[0]
     write_model_md(agent_dir, settings.model, claude_version(version_binary, env, workspace))
 
-    if interrupted:  # raise, so no outcome is persisted and a resume runs the agent again
-        raise AgentInterrupted(f"agent in {workspace} stopped: the repair was interrupted")
     committed = _commit_agent_changes(workspace) if workspace.is_dir() else False
     return AgentOutcome(
         exit_code=run.exit_code,
