@@ -70,7 +70,7 @@ def rerun_agents(
         return dry_run_summary(report, estimate.total_usd)
     context = load_context(Path(experiment_dir), Path(tiers_dir) if tiers_dir else None)
     todo = report.to_rerun() + report.to_regenerate()
-    check_can_repair(context, needs_agents=bool(report.to_rerun()))
+    check_can_repair(context, report)
     with RepairLock(context.layout).hold(description="rerun-agents"):
         repair_id, resumed = current_repair_id(context.layout.prefect_dir)
         settings = repair_settings(
