@@ -83,7 +83,7 @@ def regenerate_block(regenerated: int, examined: int) -> str:
             "REGENERATE RESULTS",
             RULE,
             _row("Runs examined:", examined),
-            _row("Regenerated:", regenerated),
+            _row("Regenerated (missing results):", regenerated),
             RULE,
         ]
     )
