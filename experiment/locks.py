@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -161,6 +162,11 @@ def update_checkpoint(
         change(checkpoint)
         pause_for_tests("checkpoint", str(path))  # crash-test hook: killed while holding the lock
         checkpoint.save(path)
+        logging.getLogger(__name__).info(
+            "Checkpoint written: %s (%d runs recorded)",
+            path,
+            sum(len(runs) for subs in checkpoint.completed_runs.values() for runs in subs.values()),
+        )
         return checkpoint
 
 

@@ -18,6 +18,7 @@ reads :attr:`AgentOutcome.failure` (or calls :meth:`AgentOutcome.raise_if_transi
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -149,6 +150,7 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
     )
     write_command_log(agent_dir, entry)
     write_replay(agent_dir, argv, workspace, settings, started_at, 0.0, 0, scrub)
+    log.info("Agent of %s: %s", "/".join(run_dir.parts[-3:]), shlex.join(entry.command))  # secrets scrubbed
 
     start = time.monotonic()
     if not prompt_file.is_file():
@@ -177,6 +179,13 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
         failure = classify_agent_outcome(output, run.exit_code, run.stderr, run.timed_out)
         if failure is not None and run.exit_code < -1 and output is None:
             failure = Failure(FailureClass.INFRASTRUCTURE, f"Agent killed by signal {-run.exit_code}")
+    log.info(
+        "Agent of %s exited %s after %.1f s: %s",
+        "/".join(run_dir.parts[-3:]),
+        run.exit_code,
+        duration,
+        failure.kind.value if failure else "ok",
+    )
     tokens = TokenStats(input_tokens=0, output_tokens=0, cache_creation_tokens=0, cache_read_tokens=0)
     cost, api_calls = 0.0, 0
     if output is not None:
