@@ -60,9 +60,10 @@ def repair_with_progress(
     """Repair ``todo`` (see :func:`repair_runs`), advancing the progress bars as each run finishes."""
     progress = ProgressArtifact(experiment_dir, len(todo), f"{len(todo)} runs to repair")
     results = []
-    for record in repair_runs(settings, todo, gate):
-        results.append(record)
-        progress.advance(record.outcome, cost=record.cost_usd)
+    with progress.receiving(settings.repair_id):  # each task reports its run as it ends
+        for record in repair_runs(settings, todo, gate):
+            results.append(record)
+            progress.advance(record.run, record.outcome, cost=record.cost_usd)  # no-op if counted
     return results
 
 

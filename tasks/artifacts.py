@@ -7,7 +7,9 @@ own history in the Artifacts page (keys allow lowercase letters, digits and dash
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -66,20 +68,38 @@ class RepairProgress:
 
 
 progress_listeners: list[Callable[[RepairProgress], None]] = []
-"""In-process listeners, called after each finished run: the CLI's Rich progress bar."""
+"""In-process listeners, called as each run finishes (from the worker thread that finished it)."""
+
+_RECEIVERS: dict[str, ProgressArtifact] = {}
+_RECEIVERS_LOCK = threading.Lock()
+
+
+def run_finished(repair_id: str, run: str, outcome: str, cost: float = 0.0) -> None:
+    """Count ``run`` the moment its outcome is known (``repair_run`` calls this, in its worker
+    thread), not when Prefect has reported the task done to the API: under load that report
+    lagged the checkpoint by several runs."""
+    with _RECEIVERS_LOCK:
+        progress = _RECEIVERS.get(repair_id)
+    if progress is not None:
+        progress.advance(run, outcome, cost)
 
 
 class ProgressArtifact:
     """A progress bar in the UI (and in the terminal, via listeners), advanced as each run finishes.
 
-    The flow calls :meth:`advance` in the order runs *complete*, so the bar and the UI follow
-    ``checkpoint.json`` (which each run's finalize step writes just before it completes).
+    Each run counts once, whoever reports it first: its task as it ends (:func:`run_finished`)
+    or the flow as it collects the result (which also reports runs a guardrail never started).
+    The UI value only ever rises: a worker that lost the race to a newer count sends nothing.
     """
 
     def __init__(self, experiment_dir: str | Path, total: int, description: str) -> None:
         self.total = total
         self.done = self.ok = self.failed = self.deferred = 0
         self.cost = 0.0
+        self._counted: set[str] = set()
+        self._count_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._sent = 0
         self.artifact_id = cast(
             UUID,
             create_progress_artifact(
@@ -88,27 +108,52 @@ class ProgressArtifact:
                 description=description,
             ),
         )  # called from sync code: the UUID itself, never the coroutine the stubs also allow
-        self._notify()
+        self._notify(self.snapshot)
 
-    def advance(self, outcome: str, cost: float = 0.0) -> None:
-        """Count one finished run; ``outcome`` is its RunRepair outcome."""
-        self.done += 1
-        self.failed += int(outcome == "failed")
-        self.deferred += int(outcome == "deferred")
-        self.ok += int(outcome not in ("failed", "deferred"))
-        self.cost += cost
-        progress = min(100.0, 100.0 * self.done / max(self.total, 1))
-        update_progress_artifact(
-            artifact_id=self.artifact_id, progress=progress, description=self.snapshot.line()
-        )
-        self._notify()
+    @contextmanager
+    def receiving(self, repair_id: str) -> Iterator[ProgressArtifact]:
+        """Let the tasks of ``repair_id`` in this process report their runs to this bar."""
+        with _RECEIVERS_LOCK:
+            _RECEIVERS[repair_id] = self
+        try:
+            yield self
+        finally:
+            with _RECEIVERS_LOCK:
+                _RECEIVERS.pop(repair_id, None)
+
+    def advance(self, run: str, outcome: str, cost: float = 0.0) -> None:
+        """Count one finished run (once); ``outcome`` is its RunRepair outcome."""
+        with self._count_lock:
+            if run in self._counted:
+                return
+            self._counted.add(run)
+            self.done += 1
+            self.failed += int(outcome == "failed")
+            self.deferred += int(outcome == "deferred")
+            self.ok += int(outcome not in ("failed", "deferred"))
+            self.cost += cost
+            snapshot = self.snapshot
+            self._notify(snapshot)
+        self._send(snapshot)
+
+    def _send(self, snapshot: RepairProgress) -> None:
+        """Send the newest count (not this caller's): a backlog of slow API calls collapses into one."""
+        with self._send_lock:
+            if snapshot.done <= self._sent:
+                return  # a newer count went out while this caller waited
+            with self._count_lock:
+                latest = self.snapshot
+            progress = min(100.0, 100.0 * latest.done / max(self.total, 1))
+            update_progress_artifact(
+                artifact_id=self.artifact_id, progress=progress, description=latest.line()
+            )
+            self._sent = latest.done
 
     @property
     def snapshot(self) -> RepairProgress:
         return RepairProgress(self.done, self.total, self.ok, self.failed, self.deferred, self.cost)
 
-    def _notify(self) -> None:
-        snapshot = self.snapshot
+    def _notify(self, snapshot: RepairProgress) -> None:
         for listener in list(progress_listeners):
             listener(snapshot)
 

@@ -23,6 +23,7 @@ from operations.budget import BudgetExhausted, QuotaPaused
 from operations.outcome import RunRepair
 from operations.settings import RepairSettings, budget_for, context_for
 from operations.unstarted import put_back_unstarted
+from tasks.artifacts import run_finished
 from tasks.steps import agent_step, archive_step, finalize_step, judge_step, workspace_step
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ class _JudgesFailed(Exception):
 @task(name="repair-run", task_run_name="repair {label}", cache_policy=NO_CACHE)
 def repair_run(settings: RepairSettings, label: str, status: RunStatus) -> RunRepair:
     """Repair one run: re-run agent + judges (failed/partial/missing) or regenerate (results)."""
+    record = _repair(settings, label, status)
+    run_finished(settings.repair_id, label, record.outcome, record.cost_usd)  # progress bars: now
+    return record
+
+
+def _repair(settings: RepairSettings, label: str, status: RunStatus) -> RunRepair:
     action: Literal["rerun", "regenerate"] = "rerun" if status.needs_agent else "regenerate"
     record = RunRepair(run=label, action=action, outcome="failed")
     budget = budget_for(settings)
