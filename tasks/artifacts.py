@@ -6,6 +6,8 @@ own history in the Artifacts page (keys allow lowercase letters, digits and dash
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -19,10 +21,12 @@ from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
-    update_progress_artifact,
 )
+from prefect.client.schemas.actions import ArtifactUpdate
 
 from experiment.scan import ScanReport
+
+logger = logging.getLogger(__name__)
 
 
 def artifact_key(kind: str, experiment_dir: str | Path) -> str:
@@ -89,7 +93,8 @@ class ProgressArtifact:
 
     Each run counts once, whoever reports it first: its task as it ends (:func:`run_finished`)
     or the flow as it collects the result (which also reports runs a guardrail never started).
-    The UI value only ever rises: a worker that lost the race to a newer count sends nothing.
+    A sender thread keeps the UI's value on the newest count, so workers never wait for the API
+    and a backlog of slow API calls collapses into one; the value only ever rises.
     """
 
     def __init__(self, experiment_dir: str | Path, total: int, description: str) -> None:
@@ -97,9 +102,7 @@ class ProgressArtifact:
         self.done = self.ok = self.failed = self.deferred = 0
         self.cost = 0.0
         self._counted: set[str] = set()
-        self._count_lock = threading.Lock()
-        self._send_lock = threading.Lock()
-        self._sent = 0
+        self._changed = threading.Condition()
         self.artifact_id = cast(
             UUID,
             create_progress_artifact(
@@ -112,18 +115,27 @@ class ProgressArtifact:
 
     @contextmanager
     def receiving(self, repair_id: str) -> Iterator[ProgressArtifact]:
-        """Let the tasks of ``repair_id`` in this process report their runs to this bar."""
+        """Let the tasks of ``repair_id`` in this process report their runs, and send the count."""
+        stop = threading.Event()
+        sender = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._send_loop, stop), daemon=True, name="progress"
+        )  # the copied context carries Prefect's settings (which API) into the thread
         with _RECEIVERS_LOCK:
             _RECEIVERS[repair_id] = self
+        sender.start()
         try:
             yield self
         finally:
             with _RECEIVERS_LOCK:
                 _RECEIVERS.pop(repair_id, None)
+            stop.set()
+            with self._changed:
+                self._changed.notify_all()
+            sender.join(timeout=30)
 
     def advance(self, run: str, outcome: str, cost: float = 0.0) -> None:
         """Count one finished run (once); ``outcome`` is its RunRepair outcome."""
-        with self._count_lock:
+        with self._changed:
             if run in self._counted:
                 return
             self._counted.add(run)
@@ -132,22 +144,33 @@ class ProgressArtifact:
             self.deferred += int(outcome == "deferred")
             self.ok += int(outcome not in ("failed", "deferred"))
             self.cost += cost
-            snapshot = self.snapshot
-            self._notify(snapshot)
-        self._send(snapshot)
+            self._notify(self.snapshot)
+            self._changed.notify_all()
 
-    def _send(self, snapshot: RepairProgress) -> None:
-        """Send the newest count (not this caller's): a backlog of slow API calls collapses into one."""
-        with self._send_lock:
-            if snapshot.done <= self._sent:
-                return  # a newer count went out while this caller waited
-            with self._count_lock:
-                latest = self.snapshot
-            progress = min(100.0, 100.0 * latest.done / max(self.total, 1))
-            update_progress_artifact(
-                artifact_id=self.artifact_id, progress=progress, description=latest.line()
-            )
-            self._sent = latest.done
+    def _send_loop(self, stop: threading.Event) -> None:
+        from prefect.client.orchestration import get_client
+
+        sent = 0
+        with get_client(sync_client=True) as client:  # one connection for the whole repair
+            while True:
+                with self._changed:
+                    while self.done == sent and not stop.is_set():
+                        self._changed.wait(1.0)
+                    latest = self.snapshot
+                if latest.done != sent:
+                    try:
+                        client.update_artifact(
+                            artifact_id=self.artifact_id,
+                            artifact=ArtifactUpdate(
+                                data=min(100.0, 100.0 * latest.done / max(self.total, 1)),
+                                description=latest.line(),
+                            ),
+                        )
+                    except Exception as exc:  # noqa: BLE001 - the UI's bar must never stop a repair
+                        logger.warning("Progress artifact not updated: %s", exc)
+                    sent = latest.done
+                if stop.is_set() and self.done == sent:
+                    return
 
     @property
     def snapshot(self) -> RepairProgress:

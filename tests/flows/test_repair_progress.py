@@ -7,6 +7,7 @@ what ``checkpoint.json`` records as done.
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import threading
@@ -83,7 +84,7 @@ def test_progress_rises_with_completions_and_follows_the_checkpoint(tmp_path, mo
             ]
         )
         console = Console(file=io.StringIO(), force_terminal=True, width=120)
-        poller = threading.Thread(target=poll_artifact, daemon=True)
+        poller = threading.Thread(target=contextvars.copy_context().run, args=(poll_artifact,), daemon=True)
         with terminal_progress(True, console=console) as bar:
             assert bar is not None
 
