@@ -163,6 +163,9 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
         run.stderr = run.spawn_error + "\n"
     else:
         run = execute(argv, workspace, env, settings)
+    if stopping() and run.spawn_error is not None:  # stopped before it was spawned: no trace,
+        (agent_dir / "command_log.json").unlink(missing_ok=True)  # so the caller puts the run back
+        raise AgentInterrupted(f"agent in {workspace} not started: the repair was interrupted")
     if stopping():  # stop_agents() ended it: not the agent's outcome. Only command_log.json and
         # interrupted.log are left, so the run classifies as `partial` (started, not finished) and
         # the next repair archives it and starts it over; result.json would make it `failed`.

@@ -72,7 +72,13 @@ def interrupt(repairs: Repairs, what: str, when) -> None:
     repairs.assert_no_agent_left()
 
     events = agent_events(repairs)[seen:]
-    started = {e["run"] for e in events}
+    # Started: the fake agent logged its start, or the repair spawned it and recorded the stop
+    # (an agent killed within its first few hundred ms never gets to log its start).
+    spawned = {
+        str(p.relative_to(repairs.exp).parents[1])
+        for p in repairs.exp.glob("T*/*/run_*/agent/interrupted.log")
+    }
+    started = {e["run"] for e in events} | spawned
     after, now = repairs.statuses(), run_digests(repairs.exp)
     for run in statuses:
         if run not in started:
@@ -85,6 +91,8 @@ def interrupt(repairs: Repairs, what: str, when) -> None:
     for event in events:
         if event["exit_code"] != 0:  # stopped mid-agent
             assert after[event["run"]] == "partial", (what, event["run"], after[event["run"]])
+    for run in spawned:
+        assert after[run] == "partial", (what, run, after[run])
 
 
 def test_ctrl_c_at_several_instants_leaves_unstarted_runs_alone(tmp_path, prefect_home, judge_server):
@@ -126,7 +134,7 @@ STORY = [
 ]
 
 
-def test_verbose_tells_the_story_and_only_vv_adds_library_debug(tmp_path, prefect_home, judge_server):
+def test_story_at_v_and_only_vv_adds_library_debug(tmp_path, prefect_home, judge_server):
     exp = make_experiment(tmp_path, {"failed": 1.0}, runs_per_subtest=2, seed=3)
     repairs = Repairs(exp, tmp_path, prefect_home, judge_server)
     repairs.env["FAKE_CLAUDE_DELAY"] = "0"
