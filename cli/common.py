@@ -155,7 +155,11 @@ def report_interrupted() -> None:
 
 
 @contextlib.contextmanager
-def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | None = None) -> Iterator[None]:
+def interruptible(
+    on_interrupt: Callable[[], object],
+    grace_seconds: float | None = None,
+    before_exit: Callable[[], object] | None = None,
+) -> Iterator[None]:
     """Make Ctrl+C (SIGINT) or SIGTERM during a Prefect flow a clean, prompt stop, exit code 130.
 
     On the first SIGINT, ``on_interrupt`` runs (it stops the agents: they run in their own
@@ -177,6 +181,9 @@ def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | Non
 
     def hard_exit() -> None:
         report_interrupted()
+        if before_exit is not None:  # e.g. put back runs archived whose agent never started
+            with contextlib.suppress(Exception):
+                before_exit()
         os._exit(EXIT_INTERRUPTED)
 
     fired = threading.Event()

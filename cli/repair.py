@@ -88,6 +88,7 @@ def _run_flow(
     from cli.progress import terminal_progress
     from flows.rerun_agents import rerun_agents
     from operations.agent import stop_agents
+    from operations.unstarted import put_back_all
 
     quiet_terminal(verbose)  # after Prefect configured logging: -v/-vv decide what the terminal shows
     parameters: dict[str, Any] = dict(
@@ -106,7 +107,7 @@ def _run_flow(
     )
     show_progress = sys.stderr.isatty() and not as_json
     # Ctrl+C / SIGTERM: stop the agents (their own sessions do not get the terminal's SIGINT), 130.
-    with interruptible(stop_agents), terminal_progress(enabled=show_progress):
+    with interruptible(stop_agents, before_exit=put_back_all), terminal_progress(enabled=show_progress):
         summary: RepairSummary = rerun_agents(**parameters)
     return summary
 

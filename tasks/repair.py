@@ -8,6 +8,7 @@ worker thread per run in flight and a judge failure never re-runs its agent.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from typing import Literal
 
 from prefect import task
@@ -17,12 +18,11 @@ from experiment.errors import ExperimentError
 from experiment.failures import AttemptFailed, FailureClass
 from experiment.layout import RunKey
 from experiment.status import RunStatus
-from operations.agent import AgentInterrupted
 from operations.agent.process import stopping
 from operations.budget import BudgetExhausted, QuotaPaused
 from operations.outcome import RunRepair
 from operations.settings import RepairSettings, budget_for, context_for
-from operations.unstarted import put_back_unstarted
+from operations.unstarted import preparing, put_back_unstarted
 from tasks.artifacts import run_finished
 from tasks.steps import agent_step, archive_step, finalize_step, judge_step, workspace_step
 
@@ -46,6 +46,12 @@ def _put_back_if_unstarted(settings: RepairSettings, label: str, archived_to: st
     context = context_for(settings)
     base_repo = context.layout.find_base_repo(context.config.task_repo)
     put_back_unstarted(context.layout, RunKey.parse(label), base_repo, archived_to)
+
+
+def _preparing(settings: RepairSettings, label: str, archived_to: str | None) -> AbstractContextManager[None]:
+    context = context_for(settings)
+    base_repo = context.layout.find_base_repo(context.config.task_repo)
+    return preparing(context.layout, RunKey.parse(label), base_repo, archived_to)
 
 
 class _JudgesFailed(Exception):
@@ -76,10 +82,14 @@ def _repair(settings: RepairSettings, label: str, status: RunStatus) -> RunRepai
                     return record
                 record.archived_to = archive_step(settings, label)
                 try:
-                    workspace_step(settings, label)
-                    outcome = agent_step.with_options(result_storage=settings.results_dir)(settings, label)
-                except AgentInterrupted:  # the stop landed between archive and agent start: undo
-                    _put_back_if_unstarted(settings, label, record.archived_to)
+                    with _preparing(settings, label, record.archived_to):
+                        workspace_step(settings, label)
+                        outcome = agent_step.with_options(result_storage=settings.results_dir)(
+                            settings, label
+                        )
+                except BaseException:  # a stop between archive and agent start (AgentInterrupted, or
+                    if stopping():  # the API gone with the interrupted server): put the run back
+                        _put_back_if_unstarted(settings, label, record.archived_to)
                     raise
             record.cost_usd = outcome.cost_usd
             failure = outcome.failure  # None exactly when the agent succeeded

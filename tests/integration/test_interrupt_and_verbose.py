@@ -38,17 +38,22 @@ def judge_server():
         yield server
 
 
-def run_digests(exp: Path) -> dict[str, str]:
-    """Every run dir's content (paths and bytes) as one digest per run label."""
+def run_digests(exp: Path) -> dict[str, dict[str, str]]:
+    """Every run dir's content: run label -> {relative path: sha256 of its bytes ("" for a dir)}."""
     digests = {}
     for run_dir in sorted(exp.glob("T*/*/run_*")):
-        digest = hashlib.sha256()
-        for path in sorted(run_dir.rglob("*")):
-            digest.update(str(path.relative_to(run_dir)).encode())
-            if path.is_file() and not path.is_symlink():
-                digest.update(path.read_bytes())
-        digests[str(run_dir.relative_to(exp))] = digest.hexdigest()
+        digests[str(run_dir.relative_to(exp))] = {
+            str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+            if path.is_file() and not path.is_symlink()
+            else ""
+            for path in sorted(run_dir.rglob("*"))
+        }
     return digests
+
+
+def differences(old: dict[str, str] | None, new: dict[str, str] | None) -> list[str]:
+    old, new = old or {}, new or {}
+    return sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
 
 
 def agent_events(repairs: Repairs) -> list[dict]:
@@ -57,10 +62,16 @@ def agent_events(repairs: Repairs) -> list[dict]:
     ]
 
 
+def stopped_agents(exp: Path) -> set[str]:
+    """Runs whose agent the repair spawned and then stopped (it records ``agent/interrupted.log``)."""
+    return {str(p.relative_to(exp).parents[1]) for p in exp.glob("T*/*/run_*/agent/interrupted.log")}
+
+
 def interrupt(repairs: Repairs, what: str, when) -> None:
     """Start the repair, SIGINT it once ``when()`` holds, and check what the stop left."""
     statuses, files = repairs.statuses(), run_digests(repairs.exp)
     archived, seen = repairs.archived(), len(agent_events(repairs))
+    stopped_before = stopped_agents(repairs.exp)
     proc = repairs.start()
     repairs.wait_for(proc, what, when)
     os.killpg(proc.pid, signal.SIGINT)
@@ -74,16 +85,14 @@ def interrupt(repairs: Repairs, what: str, when) -> None:
     events = agent_events(repairs)[seen:]
     # Started: the fake agent logged its start, or the repair spawned it and recorded the stop
     # (an agent killed within its first few hundred ms never gets to log its start).
-    spawned = {
-        str(p.relative_to(repairs.exp).parents[1])
-        for p in repairs.exp.glob("T*/*/run_*/agent/interrupted.log")
-    }
+    spawned = stopped_agents(repairs.exp) - stopped_before
     started = {e["run"] for e in events} | spawned
     after, now = repairs.statuses(), run_digests(repairs.exp)
     for run in statuses:
         if run not in started:
             assert after[run] == statuses[run], (what, run)
-            assert now.get(run) == files.get(run), (what, run, "files changed but its agent never started")
+            changed = differences(files.get(run), now.get(run))
+            assert not changed, (what, run, "files changed but its agent never started", changed[:20])
     new_archives = repairs.archived() - archived
     assert {
         "/".join(a.replace("/.failed/", "/").split("/")[:3]).split("_failed_")[0] for a in new_archives
