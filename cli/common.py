@@ -181,9 +181,13 @@ def interruptible(
 
     def hard_exit() -> None:
         report_interrupted()
-        if before_exit is not None:  # e.g. put back runs archived whose agent never started
-            with contextlib.suppress(Exception):
-                before_exit()
+        if before_exit is not None:  # e.g. put back runs archived whose agent never started;
+            # in a thread of its own with a deadline: a lock held by a stuck worker must not
+            # keep the process alive
+            cleanup = threading.Thread(target=_quietly, args=(before_exit,))
+            cleanup.daemon = True
+            cleanup.start()
+            cleanup.join(grace_seconds)
         os._exit(EXIT_INTERRUPTED)
 
     fired = threading.Event()
@@ -208,6 +212,11 @@ def interruptible(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):
+        call()
 
 
 def run_command(app: typer.Typer, argv: list[str] | None = None, prog: str | None = None) -> int:
