@@ -16,9 +16,10 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 try:  # Typer >= 0.20 vendors its own copy of click.
     from typer._click import exceptions as click_exceptions
@@ -31,6 +32,14 @@ EXIT_OK = 0
 EXIT_FAILED_RERUNS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+
+class PlainUsage(TyperCommand):
+    """Usage lines as users write them: ``EXPERIMENT_DIR``, not Typer's ``{EXPERIMENT_DIR}``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces: list[str] = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
 
 
 def make_app(help_text: str) -> typer.Typer:

@@ -24,6 +24,7 @@ from cli.common import (
     EXIT_OK,
     ExperimentDirArgument,
     JsonOption,
+    PlainUsage,
     RunsOption,
     SubtestOption,
     TierOption,
@@ -43,7 +44,7 @@ EXIT_NEEDS_WORK = 1
 app = make_app(__doc__.split("\n")[0])
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def regenerate_results(
     experiment_dir: ExperimentDirArgument,
     tier: TierOption = None,

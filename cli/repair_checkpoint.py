@@ -13,7 +13,15 @@ from collections import Counter
 
 import typer
 
-from cli.common import ExperimentDirArgument, JsonOption, VerboseOption, make_app, run_command, setup_logging
+from cli.common import (
+    ExperimentDirArgument,
+    JsonOption,
+    PlainUsage,
+    VerboseOption,
+    make_app,
+    run_command,
+    setup_logging,
+)
 from experiment.layout import require_experiment_dir
 from experiment.regenerate import rebuild_checkpoint
 from experiment.regenerate.files import backup_stamp
@@ -21,7 +29,7 @@ from experiment.regenerate.files import backup_stamp
 app = make_app(__doc__.split("\n")[0])
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def repair_checkpoint(
     experiment_dir: ExperimentDirArgument,
     as_json: JsonOption = False,

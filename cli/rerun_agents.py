@@ -17,6 +17,7 @@ from cli.common import (
     STATUS_HELP,
     ExperimentDirArgument,
     JsonOption,
+    PlainUsage,
     RunsOption,
     SubtestOption,
     TierOption,
@@ -50,7 +51,7 @@ whose agent had not started are left exactly as they were, a run stopped mid-age
 partial, and the same command resumes."""
 
 
-@app.command(help=HELP, epilog=STATUS_HELP + "\n\n" + EXIT_CODES_HELP)
+@app.command(help=HELP, epilog=STATUS_HELP + "\n\n" + EXIT_CODES_HELP, cls=PlainUsage)
 def rerun_agents(
     experiment_dir: ExperimentDirArgument,
     dry_run: Annotated[
