@@ -16,9 +16,10 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 try:  # Typer >= 0.20 vendors its own copy of click.
     from typer._click import exceptions as click_exceptions
@@ -33,6 +34,14 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
+class PlainUsage(TyperCommand):
+    """Usage lines as users write them: ``EXPERIMENT_DIR``, not Typer's ``{EXPERIMENT_DIR}``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces: list[str] = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+
 def make_app(help_text: str) -> typer.Typer:
     return typer.Typer(
         help=help_text,
@@ -43,35 +52,91 @@ def make_app(help_text: str) -> typer.Typer:
     )
 
 
-def setup_logging(verbose: bool) -> None:
+PROJECT_FAMILIES = frozenset({"experiment", "operations", "tasks", "flows", "cli", "simulation"})
+"""Top-level loggers of this project: their INFO lines are the story ``-v`` tells."""
+
+
+def terminal_floor(logger_name: str, verbosity: int) -> int:
+    """The lowest level the terminal shows for a logger at ``-v`` x ``verbosity``.
+
+    0: our warnings, Prefect's errors. 1 (``-v``): our INFO story, Prefect's flow-run lines and
+    everyone's warnings; no third-party DEBUG. 2 (``-vv``): everything, third-party DEBUG too.
+    """
+    if verbosity >= 2:
+        return logging.DEBUG
+    family = logger_name.split(".", 1)[0]
+    if family in PROJECT_FAMILIES:
+        return logging.INFO if verbosity else logging.WARNING
+    if family == "prefect":
+        if verbosity and logger_name.startswith("prefect.flow_runs"):
+            return logging.INFO
+        return logging.WARNING if verbosity else logging.ERROR
+    return logging.WARNING
+
+
+def setup_logging(verbosity: int) -> None:
+    """Logging before Prefect is imported (the dry run never imports it): stderr, by verbosity."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        _add_floor(handler, verbosity)
+    for family in PROJECT_FAMILIES:  # our INFO lines are emitted whatever the root's level
+        if verbosity and logging.getLogger(family).level in (logging.NOTSET, logging.WARNING):
+            logging.getLogger(family).setLevel(logging.INFO)
+    if verbosity >= 2:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG")
 
 
 class TerminalFloor(logging.Filter):
-    """What a non-verbose terminal shows: Prefect's errors, everyone else's warnings and errors."""
+    """What the terminal shows (see :func:`terminal_floor`); names the task run a line is from.
+
+    It filters handlers, never loggers, so every INFO record still reaches Prefect's API log
+    handler (the UI's Logs tab), whatever the terminal shows.
+    """
+
+    def __init__(self, verbosity: int = 0) -> None:
+        super().__init__()
+        self.verbosity = verbosity
 
     def filter(self, record: logging.LogRecord) -> bool:
-        floor = logging.ERROR if record.name.split(".", 1)[0] == "prefect" else logging.WARNING
-        return record.levelno >= floor
+        if record.levelno < terminal_floor(record.name, self.verbosity):
+            return False
+        if self.verbosity and not hasattr(record, "task_run_name") and (task := _current_task_run()):
+            record.name = f"{record.name} [{task}]"  # the API handlers ran before: it is ours alone
+        return True
 
 
-def quiet_terminal() -> None:
-    """Keep Prefect's INFO logs off the terminal without lowering any logger's level.
+def _current_task_run() -> str | None:
+    if "prefect.context" not in sys.modules:
+        return None
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return context.task_run.name if context is not None else None
+
+
+def _add_floor(handler: logging.Handler, verbosity: int) -> None:
+    for old in [f for f in handler.filters if isinstance(f, TerminalFloor)]:
+        handler.removeFilter(old)
+    handler.addFilter(TerminalFloor(verbosity))
+
+
+def quiet_terminal(verbosity: int = 0) -> None:
+    """Show on the terminal what ``verbosity`` asks for, without raising any logger's level.
 
     Call after Prefect configured logging (it replaces the root's handlers). The filter goes on
     the handlers that write to the terminal, so the run loggers still emit INFO records and
     Prefect's API log handler still ships them to the server: the UI shows the run's log.
     """
+    if verbosity >= 2:
+        logging.getLogger().setLevel(logging.DEBUG)  # third-party DEBUG, on request only
     for logger in (logging.getLogger(), *_prefect_loggers_with_own_handlers()):
         for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and not any(
-                isinstance(f, TerminalFloor) for f in handler.filters
-            ):
-                handler.addFilter(TerminalFloor())
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                _add_floor(handler, verbosity)
 
 
 def _prefect_loggers_with_own_handlers() -> list[logging.Logger]:
@@ -99,8 +164,12 @@ def report_interrupted() -> None:
 
 
 @contextlib.contextmanager
-def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | None = None) -> Iterator[None]:
-    """Make Ctrl+C (SIGINT) during a Prefect flow a clean, prompt stop with exit code 130.
+def interruptible(
+    on_interrupt: Callable[[], object],
+    grace_seconds: float | None = None,
+    before_exit: Callable[[], object] | None = None,
+) -> Iterator[None]:
+    """Make Ctrl+C (SIGINT) or SIGTERM during a Prefect flow a clean, prompt stop, exit code 130.
 
     On the first SIGINT, ``on_interrupt`` runs (it stops the agents: they run in their own
     sessions, out of reach of the terminal's signal), Prefect's logging is silenced unless
@@ -109,6 +178,9 @@ def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | Non
     watchdog ends the process ``grace_seconds`` later (``SCYLLA_REPAIR_INTERRUPT_GRACE``, 5 s)
     and a second Ctrl+C ends it at once. Nothing is half-written: every file of the experiment
     and the checkpoint are written atomically, and the next run resumes from what is on disk.
+    A run whose agent had not started is left exactly as it was (``tasks/repair.py`` archives
+    only under the agent slot, after checking the stop flag); one stopped mid-agent is
+    ``partial``.
     """
     if grace_seconds is None:
         grace_seconds = float(os.environ.get("SCYLLA_REPAIR_INTERRUPT_GRACE", "5"))
@@ -118,6 +190,13 @@ def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | Non
 
     def hard_exit() -> None:
         report_interrupted()
+        if before_exit is not None:  # e.g. put back runs archived whose agent never started;
+            # in a thread of its own with a deadline: a lock held by a stuck worker must not
+            # keep the process alive
+            cleanup = threading.Thread(target=_quietly, args=(before_exit,))
+            cleanup.daemon = True
+            cleanup.start()
+            cleanup.join(grace_seconds)
         os._exit(EXIT_INTERRUPTED)
 
     fired = threading.Event()
@@ -136,11 +215,17 @@ def interruptible(on_interrupt: Callable[[], object], grace_seconds: float | Non
             watchdog.start()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):
+        call()
 
 
 def run_command(app: typer.Typer, argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -173,8 +258,29 @@ def entry_point(app: typer.Typer, prog: str) -> Callable[[], None]:
 
 # The options both commands share, declared once.
 ExperimentDirArgument = Annotated[
-    Path, typer.Argument(help="The experiment directory (contains config/experiment.json).")
+    Path,
+    typer.Argument(
+        metavar="EXPERIMENT_DIR",
+        show_default=False,
+        help="The experiment directory (contains config/experiment.json).",
+    ),
 ]
+
+STATUS_HELP = """\b
+Run statuses (--status):
+  completed  agent + judges + run_result.json all exist; never touched
+  results    agent finished, results missing; regenerated (only missing judges re-run)
+  failed     agent ran but failed; archived to .failed/, agent + judges re-run
+  partial    agent started but did not finish (e.g. Ctrl+C); archived, re-run
+  missing    run never started; agent + judges run"""
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    done (dry run: nothing would block)
+  1    some reruns failed (see RERUN FAILURES)
+  2    refused before changing anything: bad input, missing base repository or
+       tiers dir, ANTHROPIC_API_KEY unset, another repair running
+  130  interrupted (Ctrl+C / SIGTERM); run the same command again to resume"""
 TierOption = Annotated[
     list[str] | None, typer.Option("--tier", metavar="TIER", help="Only this tier, e.g. T0 (repeatable).")
 ]
@@ -193,4 +299,13 @@ TiersDirOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-VerboseOption = Annotated[bool, typer.Option("-v", "--verbose", help="Show detailed logs.")]
+VerboseOption = Annotated[
+    int,
+    typer.Option(
+        "-v",
+        "--verbose",
+        count=True,
+        help="-v: what the repair does, run by run (archive, worktree, agent command and exit, "
+        "judges, checkpoint writes). -vv: also every library's debug log.",
+    ),
+]

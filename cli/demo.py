@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 
 from cli.common import make_app, run_command
+from experiment.errors import ExperimentError
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = REPO / "tests" / "fixtures" / "scylla-tiers"
@@ -33,11 +34,35 @@ def banner(text: str) -> None:
     typer.echo("\n" + "#" * 70 + f"\n# {text}\n" + "#" * 70)
 
 
+MARKER = ".scylla-demo"
+"""Left in every directory the demo creates: only such a directory is ever emptied by it."""
+
+
+def prepare_demo_dir(directory: Path) -> None:
+    """Create ``directory``, or empty one an earlier demo created; refuse anything else."""
+    if directory.exists() and not directory.is_dir():
+        raise ExperimentError("--dir is not a directory", directory, "pass a new or empty directory")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not (directory / MARKER).is_file():
+            raise ExperimentError(
+                "Refusing to use --dir: it is not empty and scylla-demo did not create it",
+                directory,
+                "pass a new or empty directory",
+            )
+        shutil.rmtree(directory)  # an earlier demo's output: ours to replace
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text("created by scylla-demo; it may empty this directory on its next run\n")
+
+
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo experiment.")] = Path(
-        "demo-output"
-    ),
+    directory: Annotated[
+        Path,
+        typer.Option(
+            "--dir",
+            help="Where to create the demo experiment: a new or empty directory, or an earlier demo's.",
+        ),
+    ] = Path("demo-output"),
     runs_per_subtest: Annotated[int, typer.Option("--runs-per-subtest", min=1)] = 3,
     seed: Annotated[int, typer.Option("--seed")] = 1,
 ) -> int:
@@ -48,8 +73,7 @@ def demo(
     from simulation.messages_server import MessagesServer, ServerBehavior
 
     directory = directory.resolve()  # the agent runs in its worktree: every path must be absolute
-    if directory.exists():
-        shutil.rmtree(directory)
+    prepare_demo_dir(directory)
     # The bundled tier definitions are trimmed (no skills/): composing without them is expected here.
     logging.getLogger("operations.workspace").setLevel(logging.ERROR)
     experiment = generate_experiment(

@@ -6,6 +6,9 @@ Labels follow the users' guide (``AGENT FAILED (3 runs):``, ``✓ Complete:``,
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from experiment.scan import ScanReport
@@ -42,7 +45,7 @@ def grouped_lists(report: ScanReport, max_listed: int = MAX_LISTED) -> str:
             continue
         noun = "run" if len(group) == 1 else "runs"
         lines.append(f"{status.title} ({len(group)} {noun}):")
-        lines.extend(f"  - {e.run}: {e.reason}" for e in group[:max_listed])
+        lines.extend(f"  - {e.run}: {readable_reason(e.reason)}" for e in group[:max_listed])
         if len(group) > max_listed:
             lines.append(f"  ... and {len(group) - max_listed} more")
         lines.append("")
@@ -72,6 +75,20 @@ def rerun_block(counts: RerunCounts) -> str:
     )
 
 
+def regenerate_block(regenerated: int, examined: int) -> str:
+    """``regenerate-results``' own block: it re-runs nothing, so it has no rerun counts."""
+    return "\n".join(
+        [
+            "",
+            "REGENERATE RESULTS",
+            RULE,
+            _row("Runs examined:", examined),
+            _row("Regenerated (missing results):", regenerated),
+            RULE,
+        ]
+    )
+
+
 def plan_lines(report: ScanReport) -> str:
     """What a repair would do, in one short paragraph."""
     rerun = len(report.to_rerun())
@@ -81,3 +98,22 @@ def plan_lines(report: ScanReport) -> str:
         f"Would re-run agent + judges for {rerun} run(s), regenerate results for {regen} run(s), "
         f"leave {completed} completed run(s) alone."
     )
+
+
+def preflight_lines(problems: Sequence[Exception]) -> list[str]:
+    """The dry run's verdict on the real run: what would refuse it, or that nothing would."""
+    if not problems:
+        return ["Preflight: nothing blocks the repair."]
+    return [f"The repair would refuse: {problem}" for problem in problems]
+
+
+_EPOCH_SUFFIX = re.compile(r"\|(\d{10})\b")
+
+
+def readable_reason(reason: str) -> str:
+    """A provider's ``...limit reached|1768903200`` as ``...limit reached (resets 2026-01-20 10:00 UTC)``."""
+
+    def reset_time(match: re.Match[str]) -> str:
+        return time.strftime(" (resets %Y-%m-%d %H:%M UTC)", time.gmtime(int(match.group(1))))
+
+    return _EPOCH_SUFFIX.sub(reset_time, reason)

@@ -24,6 +24,7 @@ from cli.common import (
     EXIT_OK,
     ExperimentDirArgument,
     JsonOption,
+    PlainUsage,
     RunsOption,
     SubtestOption,
     TierOption,
@@ -33,7 +34,7 @@ from cli.common import (
     run_command,
     setup_logging,
 )
-from cli.output import RULE, RerunCounts, rerun_block
+from cli.output import RULE, regenerate_block
 from experiment.regenerate import regenerate_in_process
 from experiment.scan import parse_runs
 
@@ -43,7 +44,7 @@ EXIT_NEEDS_WORK = 1
 app = make_app(__doc__.split("\n")[0])
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def regenerate_results(
     experiment_dir: ExperimentDirArgument,
     tier: TierOption = None,
@@ -54,7 +55,7 @@ def regenerate_results(
     ] = False,
     tiers_dir: TiersDirOption = None,
     as_json: JsonOption = False,
-    verbose: VerboseOption = False,
+    verbose: VerboseOption = 0,
 ) -> int:
     setup_logging(verbose)
     summary = regenerate_in_process(
@@ -88,7 +89,7 @@ def regenerate_results(
     if verbose:
         for r in summary.runs:
             typer.echo(f"  {r.run}: {r.outcome}: {r.message}")
-    typer.echo(rerun_block(RerunCounts(regenerated=summary.regenerated)))
+    typer.echo(regenerate_block(summary.regenerated, len(summary.runs)))
     if summary.aggregates is not None:
         a = summary.aggregates
         frontier = f"{a.best_tier} (${a.frontier_cop:.4f} per pass)" if a.frontier_cop is not None else "none"
@@ -100,10 +101,9 @@ def regenerate_results(
             typer.echo(f"Approximated from timing files: {', '.join(a.approximated)}")
     else:
         typer.echo("Aggregates: skipped (--skip-aggregates)")
-    if summary.backup_stamp:
-        typer.echo(
-            f"Backups of overwritten files: {Path(summary.experiment) / '.backups' / summary.backup_stamp}"
-        )
+    backups = Path(summary.experiment) / ".backups" / summary.backup_stamp if summary.backup_stamp else None
+    if backups is not None and backups.is_dir() and any(backups.iterdir()):
+        typer.echo(f"Backups of overwritten files: {backups}")
     typer.echo(RULE)
     return code
 

@@ -13,16 +13,19 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cli.common import EXIT_FAILED_RERUNS, EXIT_OK, interruptible, quiet_terminal
 from cli.local_server import ui_link_hook
-from cli.output import RerunCounts, classification_block, grouped_lists, rerun_block
+from cli.output import RerunCounts, classification_block, grouped_lists, readable_reason, rerun_block
 from experiment.preflight import check_can_repair
 from experiment.scan import ExperimentContext, ScanFilters, ScanReport, scan_in_process
-from operations.summary import RepairSummary
+from experiment.status import RunStatus
+
+if TYPE_CHECKING:
+    from operations.summary import RepairSummary
 
 
 def run_repair(
@@ -38,51 +41,47 @@ def run_repair(
     agent_command: str | None,
     judge_system_prompt: Path | None = None,
     as_json: bool,
-    verbose: bool,
+    verbose: int,
 ) -> int:
     report = scan_in_process(context, filters)
-    check_can_repair(context, needs_agents=bool(report.to_rerun()))  # one line, before Prefect starts
+    # Every refusal (no base repo, no tiers dir, no API key when judges are needed, another repair
+    # running) is one line and exit 2 here, before Prefect starts and before anything changes.
+    check_can_repair(context, report)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # no first-run usage notice from Prefect's client
     from experiment.locks import RepairLock
 
-    RepairLock(context.layout).ensure_free()  # one line and exit 2 now, not a flow traceback later
     if not report.to_rerun():  # no agent: maybe no judge either, then no Prefect (issue 13)
-        summary = _results_only(context, filters, report, tiers_dir, judge_system_prompt, skip_regenerate)
-        if summary is not None:
-            return _report(summary, as_json)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from cli.local_server import use_background_server
+        done = _results_only(context, filters, report, tiers_dir, judge_system_prompt, skip_regenerate)
+        if done is not None:
+            return _report(done, filters, as_json)
+    # Taken now, atomically (flock), and held through the flow (which re-enters it): of two
+    # repairs started together, the second gets one line, never a flow traceback.
+    with RepairLock(context.layout).hold(description="rerun-agents"):
+        summary = _run_flow(
+            context,
+            filters,
+            tiers_dir,
+            skip_regenerate,
+            max_concurrent,
+            judge_rpm,
+            max_in_flight,
+            max_cost,
+            agent_command,
+            judge_system_prompt,
+            as_json,
+            verbose,
+        )
+    return _report(summary, filters, as_json)
 
-    ui_url = use_background_server(lambda line: typer.echo(line, err=True))  # before Prefect loads
-    from cli.progress import terminal_progress
-    from flows.rerun_agents import rerun_agents, summary_of
 
-    if not verbose:
-        quiet_terminal()
-
-    parameters: dict[str, Any] = dict(
-        experiment_dir=str(context.root),
-        statuses=list(filters.statuses) or None,
-        tiers=list(filters.tiers) or None,
-        subtests=list(filters.subtests) or None,
-        runs=list(filters.runs) or None,
-        tiers_dir=str(tiers_dir) if tiers_dir else None,
-        skip_regenerate=skip_regenerate,
-        max_concurrent=max_concurrent,
-        judge_rpm=judge_rpm,
-        max_in_flight=max_in_flight,
-        max_cost=max_cost,
-        agent_command=shlex.split(agent_command) if agent_command else None,
-        judge_system_prompt=str(judge_system_prompt.expanduser().absolute()) if judge_system_prompt else None,
-    )
-    show_progress = sys.stdout.isatty() and not as_json
-    from operations.agent import stop_agents
-
-    # Ctrl+C: stop the agents (their own sessions do not get the terminal's SIGINT), exit 130.
-    with interruptible(stop_agents), terminal_progress(enabled=show_progress):
-        # The flow run ends Failed when a rerun failed (the exit 1 below); its data is the summary.
-        repair = rerun_agents.with_options(on_running=[ui_link_hook(ui_url)])
-        summary = summary_of(repair(**parameters, return_state=True))
-    return _report(summary, as_json)
+def _report(summary: RepairSummary, filters: ScanFilters, as_json: bool) -> int:
+    """Print the repair's summary (text or ``--json``); the exit code."""
+    if as_json:
+        typer.echo(json.dumps(summary.to_json_dict(), indent=2))
+    else:
+        print_summary(summary, filters)
+    return EXIT_FAILED_RERUNS if summary.failed else EXIT_OK
 
 
 def _results_only(
@@ -111,36 +110,77 @@ def _results_only(
     )
 
 
-def _report(summary: RepairSummary, as_json: bool) -> int:
-    """Print the repair's summary (text or ``--json``); the exit code."""
-    if as_json:
-        typer.echo(json.dumps(summary.to_json_dict(), indent=2))
-    else:
-        final = summary.after or summary.before
-        failures = [r for r in summary.runs if r.outcome in ("failed", "deferred")]
-        if failures:
-            typer.echo("RERUN FAILURES:")
-            for record in failures[:50]:
-                typer.echo(f"  - {record.run}: {record.outcome}: {record.reason}")
-            typer.echo("")
-        for note in summary.notes:
-            typer.echo(f"Note: {note}")
-        remaining = final.model_copy(update={"statuses": [s for s in final.statuses]})
-        if any(e.status.needs_agent or e.status.value == "results" for e in remaining.selected):
-            typer.echo(
-                grouped_lists(
-                    remaining.model_copy(
-                        update={"entries": [e for e in remaining.entries if e.status.value != "completed"]}
-                    )
-                )
-            )
-        typer.echo(classification_block(final))
-        typer.echo(
-            rerun_block(
-                RerunCounts(
-                    succeeded=summary.succeeded, failed=summary.failed, regenerated=summary.regenerated
-                )
-            )
+def _run_flow(
+    context: ExperimentContext,
+    filters: ScanFilters,
+    tiers_dir: Path | None,
+    skip_regenerate: bool,
+    max_concurrent: int,
+    judge_rpm: int | None,
+    max_in_flight: int | None,
+    max_cost: float | None,
+    agent_command: str | None,
+    judge_system_prompt: Path | None,
+    as_json: bool,
+    verbose: int,
+) -> RepairSummary:
+    from cli.local_server import use_background_server
+
+    ui_url = use_background_server(lambda line: typer.echo(line, err=True))  # before Prefect loads
+    from cli.progress import terminal_progress
+    from flows.rerun_agents import rerun_agents, summary_of
+    from operations.agent import stop_agents
+    from operations.unstarted import put_back_all
+
+    quiet_terminal(verbose)  # after Prefect configured logging: -v/-vv decide what the terminal shows
+    parameters: dict[str, Any] = dict(
+        experiment_dir=str(context.root),
+        statuses=list(filters.statuses) or None,
+        tiers=list(filters.tiers) or None,
+        subtests=list(filters.subtests) or None,
+        runs=list(filters.runs) or None,
+        tiers_dir=str(tiers_dir) if tiers_dir else None,
+        skip_regenerate=skip_regenerate,
+        max_concurrent=max_concurrent,
+        judge_rpm=judge_rpm,
+        max_in_flight=max_in_flight,
+        max_cost=max_cost,
+        agent_command=shlex.split(agent_command) if agent_command else None,
+        judge_system_prompt=str(judge_system_prompt.expanduser().absolute()) if judge_system_prompt else None,
+    )
+    show_progress = sys.stderr.isatty() and not as_json
+    # Ctrl+C / SIGTERM: stop the agents (their own sessions do not get the terminal's SIGINT), 130.
+    with interruptible(stop_agents, before_exit=put_back_all), terminal_progress(enabled=show_progress):
+        # The flow run ends Failed when a rerun failed (the exit 1 below); its data is the summary.
+        repair = rerun_agents.with_options(on_running=[ui_link_hook(ui_url)])
+        return summary_of(repair(**parameters, return_state=True))
+
+
+def print_summary(summary: RepairSummary, filters: ScanFilters) -> None:
+    """The failures, the runs still broken (in scope, then outside ``--status``), the blocks."""
+    final = summary.after or summary.before
+    failures = [r for r in summary.runs if r.outcome in ("failed", "deferred")]
+    if failures:
+        typer.echo("RERUN FAILURES:")
+        for record in failures[:50]:
+            typer.echo(f"  - {record.run}: {record.outcome}: {readable_reason(record.reason or '')}")
+        typer.echo("")
+    for note in summary.notes:
+        typer.echo(f"Note: {note}")
+    broken = [e for e in final.entries if e.status is not RunStatus.COMPLETED]
+    in_scope = [e for e in broken if not filters.statuses or e.status in filters.statuses]
+    outside = [e for e in broken if e not in in_scope]
+    if in_scope:
+        typer.echo("STILL NOT COMPLETED:")
+        typer.echo(grouped_lists(final.model_copy(update={"entries": in_scope})))
+    if outside:
+        wanted = ", ".join(s.value for s in filters.statuses)
+        typer.echo(f"NOT SELECTED BY --status {wanted} (left alone by this repair):")
+        typer.echo(grouped_lists(final.model_copy(update={"entries": outside, "statuses": []})))
+    typer.echo(classification_block(final))
+    typer.echo(
+        rerun_block(
+            RerunCounts(succeeded=summary.succeeded, failed=summary.failed, regenerated=summary.regenerated)
         )
-        typer.echo(f"Agent cost of this repair: ${summary.cost_usd:.4f}")
-    return EXIT_FAILED_RERUNS if summary.failed else EXIT_OK
+    )
+    typer.echo(f"Agent cost of this repair: ${summary.cost_usd:.4f}")

@@ -10,29 +10,41 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from cli.common import make_app, run_command, setup_logging
+from cli.common import (
+    ExperimentDirArgument,
+    JsonOption,
+    PlainUsage,
+    VerboseOption,
+    make_app,
+    run_command,
+    setup_logging,
+)
+from experiment.backups import backup_stamp
 from experiment.layout import require_experiment_dir
 from experiment.regenerate import rebuild_checkpoint
 
 app = make_app(__doc__.split("\n")[0])
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 def repair_checkpoint(
-    experiment_dir: Annotated[
-        Path, typer.Argument(help="The experiment directory (contains config/experiment.json).")
-    ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show detailed logs.")] = False,
+    experiment_dir: ExperimentDirArgument,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = 0,
 ) -> int:
+    """Rebuild checkpoint.json from the run dirs on disk (the old file is kept first)."""
     setup_logging(verbose)
     layout = require_experiment_dir(experiment_dir)
-    checkpoint = rebuild_checkpoint(layout.root)
+    corrupt_before = set(layout.checkpoint_path.parent.glob(f"{layout.checkpoint_path.name}.corrupt-*"))
+    stamp = backup_stamp()
+    checkpoint = rebuild_checkpoint(layout.root, stamp=stamp)
+    backup = layout.backups_dir / stamp / layout.checkpoint_path.relative_to(layout.root)
+    set_aside = sorted(
+        set(layout.checkpoint_path.parent.glob(f"{layout.checkpoint_path.name}.corrupt-*")) - corrupt_before
+    )
     counts = Counter(
         outcome
         for subs in checkpoint.completed_runs.values()
@@ -45,6 +57,8 @@ def repair_checkpoint(
         "version": checkpoint.version,
         "status": checkpoint.status,
         "completed_runs": completed_runs,
+        "backup": str(backup) if backup.exists() else None,
+        "set_aside": [str(p) for p in set_aside],
     }
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -52,7 +66,12 @@ def repair_checkpoint(
     typer.echo(f"Rebuilt {result['checkpoint']} (v{checkpoint.version}, status {checkpoint.status})")
     for key, value in completed_runs.items():
         typer.echo(f"  {key + ':':<16}{value:>6}")
-    typer.echo("The previous file is kept under .backups/ in the experiment directory.")
+    if backup.exists():
+        typer.echo(f"The previous file is kept as {backup}")
+    for path in set_aside:
+        typer.echo(f"The previous file was unreadable; it is kept as {path}")
+    if not backup.exists() and not set_aside:
+        typer.echo("There was no previous checkpoint: nothing to back up.")
     return 0
 
 

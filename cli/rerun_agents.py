@@ -14,8 +14,11 @@ from typing import Annotated
 import typer
 
 from cli.common import (
+    EXIT_CODES_HELP,
+    STATUS_HELP,
     ExperimentDirArgument,
     JsonOption,
+    PlainUsage,
     RunsOption,
     SubtestOption,
     TierOption,
@@ -31,16 +34,26 @@ from cli.output import (
     dry_run_banner,
     grouped_lists,
     plan_lines,
+    preflight_lines,
     rerun_block,
 )
 from experiment.cost import estimate_repair_cost
+from experiment.preflight import preflight_problems
 from experiment.scan import ScanFilters, load_context, parse_runs, parse_statuses, scan_in_process
 from operations.judge.system_prompt import system_prompt_for, tiers_starts
 
 app = make_app(__doc__.split("\n")[0])
 
+HELP = """Classify every run of an experiment, then repair the broken ones.
 
-@app.command()
+Failed, partial and missing runs get a fresh agent and judges (the old attempt is moved whole
+to .failed/); results runs are regenerated from their logs; completed runs are never touched.
+--dry-run shows the plan and what would block it, changing nothing. Ctrl+C stops cleanly: runs
+whose agent had not started are left exactly as they were, a run stopped mid-agent becomes
+partial, and the same command resumes."""
+
+
+@app.command(help=HELP, epilog=STATUS_HELP + "\n\n" + EXIT_CODES_HELP, cls=PlainUsage)
 def rerun_agents(
     experiment_dir: ExperimentDirArgument,
     dry_run: Annotated[
@@ -62,7 +75,7 @@ def rerun_agents(
     ] = False,
     tiers_dir: TiersDirOption = None,
     as_json: JsonOption = False,
-    verbose: VerboseOption = False,
+    verbose: VerboseOption = 0,
     max_concurrent: Annotated[
         int, typer.Option("--max-concurrent", min=1, help="Agents running at once.")
     ] = 4,
@@ -139,6 +152,7 @@ def rerun_agents(
         data["estimated_cost_usd"] = round(estimate.total_usd, 6) if estimate.total_usd is not None else None
         data["judge_system_prompt"] = system_prompt.record()
         data["notes"] = [*report.notes, *judge_notes]
+        data["would_refuse"] = [str(problem) for problem in preflight_problems(context, report)]
         typer.echo(json.dumps(data, indent=2))
         return 0
     typer.echo(dry_run_banner())
@@ -149,6 +163,8 @@ def rerun_agents(
     typer.echo(rerun_block(RerunCounts()))
     typer.echo(plan_lines(report))
     typer.echo(estimate.line())
+    for line in preflight_lines(preflight_problems(context, report)):
+        typer.echo(line)
     return 0
 
 

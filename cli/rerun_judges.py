@@ -26,6 +26,7 @@ from cli.common import (
     VerboseOption,
     interruptible,
     make_app,
+    quiet_terminal,
     run_command,
     setup_logging,
 )
@@ -154,14 +155,14 @@ def rerun_judges(
         print_summary(RejudgeSummary(experiment=str(context.root), dry_run=True, before=scan), as_json)
         return EXIT_OK
     from experiment.locks import RepairLock
-    from experiment.preflight import check_can_repair
+    from experiment.preflight import check_can_judge
 
-    check_can_repair(context, needs_agents=False)  # one line, before Prefect starts
+    check_can_judge(context)  # one line, before Prefect starts
     RepairLock(context.layout).ensure_free()
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.rerun_judges import rerun_judges as rerun_judges_flow
+
+    quiet_terminal(int(verbose))  # the terminal stays quiet; the run's log still reaches the API
 
     with interruptible(lambda: None):  # no agent to stop: Ctrl+C ends the flow, exit 130
         summary = rerun_judges_flow(

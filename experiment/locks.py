@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -71,6 +72,10 @@ def repository_lock(repo: Path) -> Iterator[None]:
         yield
 
 
+_HELD_HERE: set[Path] = set()
+"""Repair locks this process holds (see :meth:`RepairLock.hold`)."""
+
+
 class RepairLock:
     """At most one repair at a time per experiment (see the module docstring)."""
 
@@ -84,7 +89,7 @@ class RepairLock:
         except (OSError, ValueError):
             return {}
 
-    def _blocked(self) -> RepairBlocked:
+    def blocked(self) -> RepairBlocked:
         holder = self.holder()
         who = f"pid {holder.get('pid', '?')} since {holder.get('since', '?')}"
         return RepairBlocked(
@@ -98,18 +103,45 @@ class RepairLock:
         Only a probe: :meth:`hold` inside the flow is what actually excludes a second repair."""
         with _flock(self.path, blocking=False) as fd:
             if fd is None:
-                raise self._blocked()
+                raise self.blocked()
+
+    def busy(self) -> bool:
+        """True when another process holds the lock right now. Creates nothing (the dry run)."""
+        if self.path in _HELD_HERE:
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing releases a lock we took
+        return False
 
     @contextmanager
     def hold(self, *, wait_seconds: float = 0.0, description: str = "") -> Iterator[None]:
-        """Hold the lock for a repair; refuse at once, or wait up to ``wait_seconds`` for it."""
+        """Hold the lock for a repair; refuse at once, or wait up to ``wait_seconds`` for it.
+
+        Reentrant within this process: the CLI takes the lock before Prefect starts (so two
+        repairs started together get one line, never a flow traceback) and the flow it runs
+        then holds it through the CLI's hold."""
+        if self.path in _HELD_HERE:
+            yield
+            return
         with _flock(self.path, blocking=wait_seconds > 0, timeout=wait_seconds) as fd:
             if fd is None:
-                raise self._blocked()
+                raise self.blocked()
             info = {"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "what": description}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
-            yield
+            _HELD_HERE.add(self.path)
+            try:
+                yield
+            finally:
+                _HELD_HERE.discard(self.path)
 
 
 def update_checkpoint(
@@ -150,6 +182,11 @@ def update_checkpoint(
         fill_states(checkpoint, layout, config)
         pause_for_tests("checkpoint", str(path))  # crash-test hook: killed while holding the lock
         checkpoint.save(path)
+        logging.getLogger(__name__).info(
+            "Checkpoint written: %s (%d runs recorded)",
+            path,
+            sum(len(runs) for subs in checkpoint.completed_runs.values() for runs in subs.values()),
+        )
         return checkpoint
 
 

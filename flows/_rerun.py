@@ -59,18 +59,19 @@ def repair_settings(
 def repair_with_progress(
     settings: RepairSettings, todo: list[RunEntry], gate: RerunGate, experiment_dir: str
 ) -> list[RunRepair]:
-    """Repair ``todo`` (see :func:`repair_runs`), advancing the UI's progress bar per finished run."""
+    """Repair ``todo`` (see :func:`repair_runs`), advancing the progress bars as each run finishes."""
     progress = ProgressArtifact(experiment_dir, len(todo), f"{len(todo)} runs to repair")
     results = []
-    for record in repair_runs(settings, todo, gate):
-        results.append(record)
-        progress.advance(failed=record.outcome == "failed", cost=record.cost_usd)
+    with progress.receiving(settings.repair_id):  # each task reports its run as it ends
+        for record in repair_runs(settings, todo, gate):
+            results.append(record)
+            progress.advance(record.run, record.outcome, cost=record.cost_usd)  # no-op if counted
     order = {entry.run: index for index, entry in enumerate(todo)}
     return sorted(results, key=lambda r: order.get(r.run, len(order)))  # as finished -> as listed
 
 
 def repair_runs(settings: RepairSettings, todo: list[RunEntry], gate: RerunGate) -> Iterator[RunRepair]:
-    """Repair ``todo`` and yield each run's record as it finishes.
+    """Repair ``todo`` and yield each run's record as soon as it finishes (completion order).
 
     Without a cost cap or circuit breaker every run is mapped at once. With one, the agent
     reruns are fed through the gate, no more at a time than there are agent slots, so a tripped
@@ -78,26 +79,26 @@ def repair_runs(settings: RepairSettings, todo: list[RunEntry], gate: RerunGate)
     """
     if not gate.active:
         futures = repair_run.map(unmapped(settings), [e.run for e in todo], [e.status for e in todo])
-        yield from (record_of(f) for f in as_completed(futures))
+        yield from (record_of(f) for f in as_completed(list(futures)))
         return
     regenerate = [e for e in todo if not e.status.needs_agent]
-    regenerating = repair_run.map(
-        unmapped(settings), [e.run for e in regenerate], [e.status for e in regenerate]
-    )
+    waiting: dict[PrefectFuture[RunRepair], RunEntry | None] = dict.fromkeys(
+        repair_run.map(unmapped(settings), [e.run for e in regenerate], [e.status for e in regenerate])
+    )  # regenerations (None) and gated agent reruns (their entry), whichever finishes first
     pending = deque(e for e in todo if e.status.needs_agent)
-    in_flight: dict[PrefectFuture[RunRepair], RunEntry] = {}
-    while pending or in_flight:
-        while pending and len(in_flight) < settings.max_agents and gate.may_start():
+    while pending or waiting:
+        agents = sum(1 for entry in waiting.values() if entry is not None)
+        while pending and agents < settings.max_agents and gate.may_start():
             entry = pending.popleft()
             gate.started(entry.run)
-            in_flight[repair_run.submit(settings, entry.run, entry.status)] = entry
-        if not in_flight:
+            waiting[repair_run.submit(settings, entry.run, entry.status)] = entry
+            agents += 1
+        if not waiting:
             break
-        future = next(as_completed(list(in_flight)))
-        record = record_of(future)
-        gate.finished(
-            in_flight.pop(future).run, record.outcome, record.cost_usd, record.failure_class, record.reason
-        )
+        future = next(as_completed(list(waiting)))
+        finished, record = waiting.pop(future), record_of(future)
+        if finished is not None:
+            gate.finished(finished.run, record.outcome, record.cost_usd, record.failure_class, record.reason)
         yield record
     if pending:
         gate.halted = gate.stopped
@@ -105,7 +106,6 @@ def repair_runs(settings: RepairSettings, todo: list[RunEntry], gate: RerunGate)
             yield RunRepair(
                 run=entry.run, action="rerun", outcome="deferred", reason=f"not started: {gate.halted}"
             )
-    yield from (record_of(f) for f in regenerating)
 
 
 def resume_or_finish(summary: RepairSummary, prefect_dir: Path, repair_id: str) -> None:

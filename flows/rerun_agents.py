@@ -87,7 +87,7 @@ def rerun_agents(
     )
     if dry_run:
         return dry_run_summary(report, estimate.total_usd, notes=judge_notes)
-    check_can_repair(context, needs_agents=bool(report.to_rerun()))
+    check_can_repair(context, report)
     with RepairLock(context.layout).hold(description="rerun-agents"):
         repair_id, resumed = current_repair_id(context.layout.prefect_dir)
         settings = repair_settings(

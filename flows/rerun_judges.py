@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 
 from prefect import flow, unmapped
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from experiment.attempt import current_repair_id, finish_repair
 from experiment.judge_slots import parse_judge_statuses, rescan, scan_judge_slots
 from experiment.locks import RepairLock
-from experiment.preflight import check_can_repair
+from experiment.preflight import check_can_judge
 from experiment.scan import load_context
 from experiment.status import RunStatus
 from flows.scan import scan_experiment
@@ -35,7 +36,7 @@ from tasks.artifacts import ProgressArtifact, publish_markdown
 from tasks.checkpoint import settle_checkpoint_task
 from tasks.limits import ensure_limits, release_all
 from tasks.regenerate import rebuild_aggregates_task
-from tasks.repair import repair_run
+from tasks.repair import record_of, repair_run
 from tasks.steps import provider_limits
 
 WORKERS = 16
@@ -71,7 +72,7 @@ def rerun_judges(
     summary = RejudgeSummary(experiment=str(context.root), dry_run=dry_run, before=before)
     if dry_run or not todo:
         return summary
-    check_can_repair(context, needs_agents=False)
+    check_can_judge(context)
     with RepairLock(context.layout).hold(description="rerun-judges"):
         repair_id, resumed = current_repair_id(context.layout.prefect_dir)
         settings = RepairSettings(
@@ -87,10 +88,11 @@ def rerun_judges(
         progress = ProgressArtifact(experiment_dir, len(todo), f"{len(todo)} runs to re-judge")
         # RESULTS: the judges-only path of repair_run (finalize, judge each invalid slot, finalize).
         futures = repair_run.map(unmapped(settings), [r.run for r in todo], unmapped(RunStatus.RESULTS))
-        for future in futures:
-            record = future.result()
-            summary.runs.append(record)
-            progress.advance(failed=record.outcome == "failed")
+        with progress.receiving(settings.repair_id):  # each task reports its run as it ends
+            for future in as_completed(list(futures)):
+                record = record_of(future)  # a failed run's task ends Failed; it carries the record
+                summary.runs.append(record)
+                progress.advance(record.run, record.outcome)
         release_all()
         if not skip_regenerate:
             rebuild_aggregates_task(str(context.root))

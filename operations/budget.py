@@ -125,6 +125,7 @@ class ProviderBudget:
         self._pause_reason = ""
         self._quota_streak = 0
         self._learned_rpm: int | None = None
+        self._slot_held = threading.local()  # per thread: a nested agent_slot() takes no second slot
         self.stats.min_concurrency = self._limit
 
     # -- state the tasks ask about ------------------------------------------------------------
@@ -237,7 +238,18 @@ class ProviderBudget:
 
     @contextmanager
     def agent_slot(self) -> Iterator[None]:
-        """Hold one of ``max_agents`` agent slots and one provider call slot."""
+        """Hold one of ``max_agents`` agent slots and one provider call slot.
+
+        Reentrant within a thread: a run's repair holds its slot from before its archive to its
+        agent's end (so a Ctrl+C never finds a run archived but not started), and the agent step
+        inside it takes no second slot."""
+        if getattr(self._slot_held, "depth", 0):
+            self._slot_held.depth += 1
+            try:
+                yield
+            finally:
+                self._slot_held.depth -= 1
+            return
         with self._lock:
             started = self.clock()
             while True:
@@ -247,9 +259,11 @@ class ProviderBudget:
                 self._lock.wait(self._wait_hint_locked())
             self._agents_running += 1
             self._enter_locked(started)
+        self._slot_held.depth = 1
         try:
             yield
         finally:
+            self._slot_held.depth = 0
             with self._lock:
                 self._agents_running -= 1
                 self._in_flight -= 1

@@ -354,6 +354,9 @@ def prepare_workspace(
     branch = run_branch(config.experiment_id, key)
     try:
         _create_worktree(base_repo, workspace, branch, config.task_commit, run_dir)
+        log.info(
+            "Worktree of %s: %s (branch %s at %s)", key.label, workspace, branch, config.task_commit[:12]
+        )
 
         warning = None
         thinking = (config.thinking_mode or "None") != "None"

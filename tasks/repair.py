@@ -21,6 +21,7 @@ it with :func:`record_of`.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from typing import Any, Literal, cast
 
 from prefect import get_run_logger, task
@@ -31,10 +32,14 @@ from prefect.states import Completed, Failed
 
 from experiment.errors import ExperimentError
 from experiment.failures import AttemptFailed, FailureClass
+from experiment.layout import RunKey
 from experiment.status import RunStatus
+from operations.agent.process import stopping
 from operations.budget import BudgetExhausted, QuotaPaused
 from operations.outcome import RunRepair
 from operations.settings import RepairSettings, budget_for, context_for
+from operations.unstarted import preparing, put_back_unstarted
+from tasks.artifacts import run_finished
 from tasks.steps import (
     Deferral,
     agent_step,
@@ -68,17 +73,48 @@ def _value(returned: Any) -> Any:
     return returned.result(raise_on_failure=False) if isinstance(returned, State) else returned
 
 
+def _put_back_if_unstarted(settings: RepairSettings, label: str, archived_to: str | None) -> None:
+    context = context_for(settings)
+    base_repo = context.layout.find_base_repo(context.config.task_repo)
+    put_back_unstarted(context.layout, RunKey.parse(label), base_repo, archived_to)
+
+
+def _preparing(settings: RepairSettings, label: str, archived_to: str | None) -> AbstractContextManager[None]:
+    context = context_for(settings)
+    base_repo = context.layout.find_base_repo(context.config.task_repo)
+    return preparing(context.layout, RunKey.parse(label), base_repo, archived_to)
+
+
 class _JudgesFailed(Exception):
     pass
 
 
 def _rerun(settings: RepairSettings, label: str, record: RunRepair) -> bool:
-    """Archive, workspace, agent; False when the agent failed (``record`` says why)."""
-    budget_for(settings).check_can_start()
-    with own_transaction():
-        record.archived_to = archive_step(settings, label)
-        workspace_step(settings, label)
-        outcome = _value(agent_step.with_options(result_storage=settings.results_dir)(settings, label))
+    """Archive, workspace, agent; False when the agent failed (``record`` says why).
+
+    Ctrl+C / SIGTERM: the agent slot is taken *before* archiving, and the run is archived only
+    if no stop was asked for meanwhile, so a run that had not started stays exactly as it was;
+    a stop between the archive and the agent's start puts the run back (``operations.unstarted``).
+    The agent step's own agent_slot() nests (no second slot).
+    """
+    budget = budget_for(settings)
+    budget.check_can_start()
+    with budget.agent_slot():
+        if stopping():
+            record.outcome, record.reason = "deferred", "not started: the repair was interrupted"
+            return False
+        with own_transaction():
+            record.archived_to = archive_step(settings, label)
+            try:
+                with _preparing(settings, label, record.archived_to):
+                    workspace_step(settings, label)
+                    outcome = _value(
+                        agent_step.with_options(result_storage=settings.results_dir)(settings, label)
+                    )
+            except BaseException:  # a stop between archive and agent start (AgentInterrupted, or
+                if stopping():  # the API gone with the interrupted server): put the run back
+                    _put_back_if_unstarted(settings, label, record.archived_to)
+                raise
     if isinstance(outcome, Deferral):
         raise outcome.exception()
     record.cost_usd = outcome.cost_usd
@@ -134,6 +170,7 @@ def final_state(record: RunRepair) -> State[RunRepair]:
 def repair_run(settings: RepairSettings, label: str, status: RunStatus) -> RunRepair:
     """Repair one run: re-run agent + judges (failed/partial/missing) or regenerate (results)."""
     record = _repair(settings, label, status)
+    run_finished(settings.repair_id, label, record.outcome, record.cost_usd)  # progress bars: now
     logger = get_run_logger()
     if record.outcome == "failed":
         logger.error("repair of %s failed: %s: %s", label, record.failure_class or "failed", record.reason)

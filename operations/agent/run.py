@@ -25,6 +25,7 @@ reads :attr:`AgentOutcome.failure` (or calls :meth:`AgentOutcome.raise_if_transi
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -199,9 +200,12 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
     written even when the binary cannot be started. stdout and stderr stream into
     ``agent/stdout.log`` and ``agent/stderr.log`` while the agent runs (:func:`finished_agent`).
     """
+    if stopping():  # Ctrl+C came first: write nothing, so the caller can put the run back as it was
+        raise AgentInterrupted(f"agent in {workspace} not started: the repair was interrupted")
     call = _Invocation(run_dir, workspace, settings)
     call.agent_dir.mkdir(parents=True, exist_ok=True)
     call.write_command(0.0, 0)
+    log.info("Agent of %s: %s", _label(call.run_dir), shlex.join(call.entry.command))  # secrets scrubbed
 
     start = time.monotonic()
     if not call.prompt_file.is_file():
@@ -221,13 +225,17 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
             call.agent_dir / "stdout.log",
             call.agent_dir / "stderr.log",
         )
-    interrupted = stopping()  # stop_agents() ended it: not the agent's outcome
-    if interrupted:
-        run.stderr += f"\n{INTERRUPTED_NOTE}\n"
-    outcome = _record(call, run, time.monotonic() - start)
-    if interrupted:  # raise, so no outcome is persisted and a resume runs the agent again
+    if stopping() and run.spawn_error is not None:  # stopped before it was spawned: no trace,
+        (call.agent_dir / "command_log.json").unlink(missing_ok=True)  # so the caller puts the run back
+        raise AgentInterrupted(f"agent in {call.workspace} not started: the repair was interrupted")
+    if stopping():  # stop_agents() ended it: not the agent's outcome. No result.json is written,
+        # so the run classifies as `partial` (started, not finished) and the next repair archives
+        # it and starts it over; interrupted.log says why (finished_agent() then ignores it).
+        atomic_write_text(
+            call.agent_dir / "interrupted.log", run.stdout + run.stderr + f"\n{INTERRUPTED_NOTE}\n"
+        )
         raise AgentInterrupted(f"agent in {call.workspace} stopped: the repair was interrupted")
-    return outcome
+    return _record(call, run, time.monotonic() - start)
 
 
 class FinishedAgent:
@@ -283,11 +291,23 @@ def recover_agent(
     return _record(_Invocation(run_dir, workspace, settings), finished.run, finished.duration)
 
 
+def _label(run_dir: Path) -> str:
+    """``T0/00/run_01`` of a run dir, for log lines."""
+    return "/".join(run_dir.parts[-3:])
+
+
 def _record(call: _Invocation, run: ProcessRun, duration: float) -> AgentOutcome:
     """Write every ``agent/`` file of a finished process and return its outcome."""
     agent_dir, settings = call.agent_dir, call.settings
     failure, output = _classify(run)
     crashed = run.timed_out or run.spawn_error is not None
+    log.info(
+        "Agent of %s exited %s after %.1f s: %s",
+        _label(call.run_dir),
+        run.exit_code,
+        duration,
+        failure.kind.value if failure else "ok",
+    )
     tokens = TokenStats(input_tokens=0, output_tokens=0, cache_creation_tokens=0, cache_read_tokens=0)
     cost, api_calls = 0.0, 0
     if output is not None:

@@ -158,6 +158,13 @@ def _write_slot_common(
 def _persist_failure(
     directory: Path, kind: FailureClass, message: str, responses: list[str], detail: str | None = None
 ) -> None:
+    log.info(
+        "Judge %s of %s failed (%s): %s",
+        directory.name,
+        "/".join(directory.parts[-5:-2]),
+        kind.value,
+        message,
+    )
     record = Judgment(
         score=0.0, passed=False, grade="F", reasoning=f"Judge failed: {message}", is_valid=False
     )
@@ -204,6 +211,13 @@ def run_judge_slot(
     """
     system = system or resolve_system_prompt(None)
     directory = slot_dir(run_dir, slot)
+    log.info(
+        "Judge %02d (%s) of %s: calling %s",
+        slot,
+        model,
+        "/".join(Path(run_dir).parts[-3:]),
+        settings.base_url,
+    )
     _write_slot_common(directory, slot, model, settings, system)
     start = time.monotonic()
     responses: list[str] = []
@@ -249,6 +263,13 @@ def run_judge_slot(
     timing = JudgeTiming(judge_duration_seconds=round(duration, 6), measured_at=utc_now_iso())
     atomic_write_json(directory / "timing.json", timing.to_json_dict())
     (directory / "error.log").unlink(missing_ok=True)  # a stale failure of an earlier attempt
+    log.info(
+        "Judge %02d of %s: valid, score %s, passed %s",
+        slot,
+        "/".join(directory.parts[-5:-2]),
+        judgment.score,
+        judgment.passed,
+    )
     return JudgeSlotOutcome(
         slot=slot,
         model=model,

@@ -1,0 +1,80 @@
+"""Putting back a run whose new attempt was prepared but whose agent never started (Ctrl+C).
+
+A repair holds the run's agent slot from before the archive to the agent's end and checks the
+stop flag first, so a stop normally finds the run untouched. The window left is between the
+archive and the agent's start (worktree creation, Prefect task bookkeeping: after Ctrl+C the
+temporary API server is gone and those calls fail or hang). If the stop lands there, the fresh
+run dir (worktree, prompt files, no agent output) is removed and the archived attempt moved back,
+so the run has the status and files it had before and ``.failed/`` holds no attempt that never
+ran: by the run's own thread when its step fails (:func:`put_back_unstarted`), or by the CLI just
+before a stuck process is ended (:func:`put_back_all`), for every run registered by
+:func:`preparing`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from experiment.layout import ExperimentLayout, RunKey
+from operations.workspace import remove_worktree
+
+log = logging.getLogger(__name__)
+
+
+def agent_started(run_dir: Path) -> bool:
+    """True once the agent step wrote its command log (it does so just before spawning)."""
+    return (Path(run_dir) / "agent" / "command_log.json").exists()
+
+
+def put_back_unstarted(
+    layout: ExperimentLayout, key: RunKey, base_repo: Path, archived_to: str | Path | None
+) -> bool:
+    """Undo the archive and workspace of ``key`` if its agent never started; True if undone."""
+    run_dir = layout.run_dir(key)
+    if agent_started(run_dir):
+        return False
+    if run_dir.exists():
+        remove_worktree(base_repo, run_dir / "workspace", key.branch)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if archived_to is not None and Path(archived_to).exists() and not run_dir.exists():
+        os.rename(archived_to, run_dir)
+    log.info("Interrupted before its agent started: %s put back as it was", key.label)
+    return True
+
+
+_PREPARING: dict[str, tuple[ExperimentLayout, RunKey, Path, str | Path | None]] = {}
+_PREPARING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def preparing(
+    layout: ExperimentLayout, key: RunKey, base_repo: Path, archived_to: str | Path | None
+) -> Iterator[None]:
+    """Register ``key`` as archived and being prepared, so :func:`put_back_all` can undo it."""
+    label = f"{layout.root}:{key.label}"
+    with _PREPARING_LOCK:
+        _PREPARING[label] = (layout, key, base_repo, archived_to)
+    try:
+        yield
+    finally:
+        with _PREPARING_LOCK:
+            _PREPARING.pop(label, None)
+
+
+def put_back_all() -> int:
+    """Put back every registered run whose agent never started (the process is about to end)."""
+    with _PREPARING_LOCK:
+        entries = list(_PREPARING.values())
+    undone = 0
+    for layout, key, base_repo, archived_to in entries:
+        try:
+            undone += put_back_unstarted(layout, key, base_repo, archived_to)
+        except OSError as exc:
+            log.warning("Could not put back %s: %s", key.label, exc)
+    return undone
