@@ -77,7 +77,7 @@ def settle_checkpoint(
 
 
 settle_checkpoint_task = task(
-    name="settle-checkpoint", task_run_name="settle checkpoint", cache_policy=NO_CACHE
+    name="settle-checkpoint", task_run_name="settle-checkpoint", cache_policy=NO_CACHE
 )(settle_checkpoint)
 
 
