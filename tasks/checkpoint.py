@@ -12,7 +12,7 @@ from operations.settle import settle_checkpoint
 __all__ = ["settle_checkpoint", "settle_checkpoint_task", "settle_from_scan"]
 
 settle_checkpoint_task = task(
-    name="settle-checkpoint", task_run_name="settle checkpoint", cache_policy=NO_CACHE
+    name="settle-checkpoint", task_run_name="settle-checkpoint", cache_policy=NO_CACHE
 )(settle_checkpoint)
 
 

@@ -43,7 +43,7 @@ def regenerate_runs(
     return regenerate_runs_fn(experiment_dir, labels, judge_models, stamp)
 
 
-@task(name="rebuild-aggregates", task_run_name="rebuild aggregates", cache_policy=None)  # type: ignore[call-overload, untyped-decorator]  # None: no policy; stubs lack it
+@task(name="rebuild-aggregates", task_run_name="rebuild-aggregates", cache_policy=None)  # type: ignore[call-overload, untyped-decorator]  # None: no policy; stubs lack it
 def rebuild_aggregates_task(
     experiment_dir: str, tiers: list[str] | None = None, stamp: str | None = None
 ) -> AggregateRebuild:
@@ -51,7 +51,7 @@ def rebuild_aggregates_task(
     return rebuild_aggregates(Path(experiment_dir), tiers=tiers, stamp=stamp)
 
 
-@task(name="rebuild-checkpoint", task_run_name="rebuild checkpoint", cache_policy=None)  # type: ignore[call-overload, untyped-decorator]  # None: no policy; stubs lack it
+@task(name="rebuild-checkpoint", task_run_name="rebuild-checkpoint", cache_policy=None)  # type: ignore[call-overload, untyped-decorator]  # None: no policy; stubs lack it
 def rebuild_checkpoint_task(experiment_dir: str, stamp: str | None = None) -> Checkpoint:
     """Rebuild checkpoint.json from the run dirs on disk (the old one is backed up)."""
     return rebuild_checkpoint(Path(experiment_dir), stamp=stamp)
