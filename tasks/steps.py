@@ -217,9 +217,11 @@ def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:  # or a De
 
     run_dir = _run_dir(settings, label)
     budget = budget_for(settings)
+    # The flags its siblings ran with (or the subtest definition's), with this run's model and prompt.
+    agent, flags = settings_for_run(settings.agent, context_for(settings), RunKey.parse(label))
     finished = _finished_agent(settings, label)
     if finished is not None:  # it ended before the repair died: record it, never pay twice
-        outcome = recover_agent(run_dir, run_dir / "workspace", settings.agent, finished)
+        outcome = recover_agent(run_dir, run_dir / "workspace", agent, finished)
         budget.add_cost(outcome.cost_usd)
         return outcome
     if task_run.run_count > 1 or (run_dir / "agent" / "command_log.json").exists():
@@ -228,8 +230,6 @@ def agent_step(settings: RepairSettings, label: str) -> AgentOutcome:  # or a De
         archive_step.fn(settings, label)
         workspace_step.fn(settings, label)
     workspace = run_dir / "workspace"
-    # The flags its siblings ran with (or the subtest definition's), with this run's model and prompt.
-    agent, flags = settings_for_run(settings.agent, context_for(settings), RunKey.parse(label))
     logger.info(flags.line(label))
     with budget.agent_slot(), agent_slot(provider_limits(settings)):
         outcome = run_agent(run_dir, workspace, agent)
