@@ -8,9 +8,11 @@ these functions, and writes what they return. The rules, in the original's terms
   max(0, 1 − std/mean), 0 when the mean is 0; mean and total cost; summed tokens; the grade
   distribution in order of first appearance, its mode (ties: the first grade seen), and the
   min/max grade by F < D < C < B < A < S.
-* **Best subtest of a tier**: highest median score. One subtest wins with margin 1.0 ("Only
-  sub-test in tier"). When the top two are within 0.05, the one with fewer total tokens
-  (input + output + cache creation + cache read) wins; the top one on equal tokens.
+* **Best subtest of a tier**: highest median score; equal medians rank by subtest id (ascending),
+  so the outcome never depends on the order files were found. One subtest wins with margin 1.0
+  ("Only sub-test in tier"). When the top two are within 0.05, the one with fewer total tokens
+  (input + output + cache creation + cache read) wins, the higher-ranked one on equal tokens, and
+  ``tiebreaker_result`` is a vote for it (ProjectScylla's ``JudgeVote`` shape).
 * **Tier**: total cost and tokens summed over its subtests; ``cost_of_pass`` = mean cost / pass
   rate of its best subtest, ``None`` when that pass rate is 0.
 * **Experiment**: the frontier is the tier with the lowest cost-of-pass (tiers with pass rate 0
@@ -60,6 +62,7 @@ GRADE_ORDER = ("F", "D", "C", "B", "A", "S")
 TIE_MARGIN = 0.05
 """Top-two median difference below which the token tie-breaker decides."""
 ONLY_SUBTEST = "Only sub-test in tier"
+TIEBREAKER_REASON = "Tie-breaker: fewest total tokens"
 
 
 def _score(run: RunResult) -> float:
@@ -190,7 +193,7 @@ def select_best_subtest(subtests: Mapping[str, SubtestResult]) -> BestSubtest:
             tiebreaker_needed=False,
             tiebreaker_result=None,
         )
-    ranked = sorted(subtests.values(), key=lambda s: s.median_score, reverse=True)  # stable: id order
+    ranked = sorted(subtests.values(), key=lambda s: (-s.median_score, s.subtest_id))
     if len(ranked) == 1:
         only = ranked[0]
         return BestSubtest(
@@ -212,15 +215,21 @@ def select_best_subtest(subtests: Mapping[str, SubtestResult]) -> BestSubtest:
     margin = top1.median_score - top2.median_score
     tie = margin < TIE_MARGIN
     winner = top1
-    tiebreaker_result: dict[str, Any] | None = None
+    tiebreaker_result: Vote | None = None
     if tie:
         tokens1, tokens2 = top1.token_stats.total_tokens, top2.token_stats.total_tokens
         winner = top2 if tokens2 < tokens1 else top1
-        tiebreaker_result = {
-            "method": "fewest_total_tokens",
-            "total_tokens": {top1.subtest_id: tokens1, top2.subtest_id: tokens2},
-            "winner": winner.subtest_id,
-        }
+        # ProjectScylla's JudgeSelection takes a JudgeVote here: the winner, full confidence
+        # (the rule is deterministic), and the token counts that decided it in the reasoning.
+        tiebreaker_result = Vote(
+            subtest_id=winner.subtest_id,
+            score=winner.median_score,
+            confidence=1.0,
+            reasoning=(
+                f"{TIEBREAKER_REASON} ({winner.token_stats.total_tokens:,}): "
+                f"{top1.subtest_id} used {tokens1:,}, {top2.subtest_id} used {tokens2:,}"
+            ),
+        )
     return BestSubtest(
         winning_subtest=winner.subtest_id,
         winning_score=winner.median_score,

@@ -67,7 +67,7 @@ def expected_subtests(
     result: dict[str, list[str]] = {}
     for tier in tiers_to_run:
         recorded = set(layout.recorded_subtests(tier)) | checkpoint.subtests.get(tier, set())
-        finished = tier in checkpoint.finished_tiers or (layout.tier_dir(tier) / "result.json").is_file()
+        finished = tier in checkpoint.finished_tiers or layout.tier_file(tier, "result.json").is_file()
         candidates = set(recorded)
         if tiers_dir_subtests is not None and not (finished and recorded):
             candidates |= set(tiers_dir_subtests.get(tier, []))

@@ -1,16 +1,25 @@
 """Reading and writing the experiment's JSON files: atomic writes, one-line errors.
 
 Every write goes to a temporary file in the same directory and is renamed over the target, so a
-crash at any instant leaves either the old content or the new one, never half a file. Readers
-accept the bare ``Infinity`` that ProjectScylla's ``json.dump`` writes into ``cost_of_pass``;
-writers refuse it (our models turn non-finite numbers into ``null``).
+crash at any instant leaves either the old content or the new one, never half a file. The file
+gets the mode a plain ``open(path, "w")`` would give it (``0o666`` minus the process umask), and a
+file that is replaced keeps its mode: ``tempfile.mkstemp`` alone would make every result
+``-rw-------``, unreadable to a teammate or to a worker running as another user.
+
+Readers accept the bare ``Infinity`` that ProjectScylla's ``json.dump`` writes. Writers refuse
+non-finite numbers except where ProjectScylla's own models require one (``frontier_cop`` when no
+tier passed, see :data:`INFINITY_KEYS`), which is written as ProjectScylla writes it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,11 +30,68 @@ from experiment.errors import FormatError
 M = TypeVar("M", bound=BaseModel)
 
 
+_umask: int | None = None
+_umask_lock = threading.Lock()
+_UMASK_LINE = re.compile(r"^Umask:\s*([0-7]+)\s*$", re.MULTILINE)
+
+
+def process_umask() -> int:
+    """The process umask, read once and cached.
+
+    Read from ``/proc/self/status`` (Linux >= 4.7) without changing anything. Elsewhere it is
+    read with the ``os.umask`` set-and-restore, once, under a lock; that briefly sets 0o077,
+    the safe direction, should another thread create a file in that instant.
+    """
+    global _umask
+    with _umask_lock:
+        if _umask is None:
+            try:
+                match = _UMASK_LINE.search(Path("/proc/self/status").read_text(encoding="ascii"))
+            except OSError:
+                match = None
+            if match:
+                _umask = int(match.group(1), 8)
+            else:
+                _umask = os.umask(0o077)
+                os.umask(_umask)
+        return _umask
+
+
+def file_mode_for(path: Path) -> int:
+    """The mode a write to ``path`` must leave: the existing file's permission bits, else
+    what ``open(path, "w")`` would create under the process umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~process_umask()
+
+
+def executable_mode() -> int:
+    """The mode of a script we write (``replay.sh``, ``run_all.sh``): what a plain ``open()``
+    would give it, plus execute wherever read is allowed (``0o777`` minus the umask)."""
+    return 0o777 & ~process_umask()
+
+
+def temp_file_beside(path: Path, mode: int) -> tuple[int, str]:
+    """An open fd and the name of a new temp file in ``path``'s directory, with ``mode``."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return fd, tmp_name
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file + fsync + rename in the same directory."""
+    """Write ``text`` to ``path`` via a temp file + fsync + rename in the same directory.
+
+    The result has the existing file's mode, or a new file's under the umask (module docstring).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = temp_file_beside(path, file_mode_for(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -37,11 +103,27 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+INFINITY_KEYS = frozenset({"frontier_cop"})
+"""Top-level keys whose ``Infinity`` is written as ProjectScylla writes it: its
+``ExperimentResult.frontier_cop`` is a required float, ``inf`` when no tier passed, and its
+``json.dump`` writes the bare token ``Infinity`` (Python's and pydantic's JSON readers accept it;
+strict JSON parsers do not)."""
+
+
 def dumps(data: Any) -> str:
-    """Serialise like ProjectScylla (indent 2) but refuse NaN/Infinity, which is not JSON."""
+    """Serialise like ProjectScylla (indent 2) but refuse NaN/Infinity, which is not JSON, except
+    a top-level :data:`INFINITY_KEYS` value of +Infinity."""
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json", by_alias=True)
+    if isinstance(data, dict) and any(_is_inf(data.get(k)) for k in INFINITY_KEYS):
+        rest = {k: v for k, v in data.items() if not (k in INFINITY_KEYS and _is_inf(v))}
+        json.dumps(rest, allow_nan=False)  # everything else must still be strict JSON
+        return json.dumps(data, indent=2, allow_nan=True, ensure_ascii=False)
     return json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False)
+
+
+def _is_inf(value: Any) -> bool:
+    return isinstance(value, float) and math.isinf(value) and value > 0
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

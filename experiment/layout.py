@@ -3,7 +3,11 @@
 Two layouts exist (spec §1.1). The flat layout keeps runs at ``<exp>/T0/00/run_01``; the phased
 layout keeps finished runs under ``<exp>/completed/`` and running ones under ``<exp>/in_progress/``.
 Like ProjectScylla's analysis loader we use the phased layout when either phase directory exists.
-Tier and subtest aggregates always live at ``<exp>/T0/`` and ``<exp>/T0/00/``.
+Tier and subtest aggregates live where ProjectScylla writes and reads them: its tier directory with
+``completed=True`` (``<exp>/completed/T0/`` and ``<exp>/completed/T0/00/``) in the phased layout,
+``<exp>/T0/`` and ``<exp>/T0/00/`` in the flat one (:meth:`ExperimentLayout.tier_dir`, the one rule).
+Earlier scylla-repair versions wrote the phased layout's aggregates to ``<exp>/T0/``; those stale
+copies are found by :meth:`ExperimentLayout.stale_tier_dir` and moved aside by the regeneration.
 
 Anything below a ``.failed`` directory is an archived attempt and is never taken for a run.
 """
@@ -179,7 +183,24 @@ class ExperimentLayout:
         return self.root / name
 
     def tier_dir(self, tier: str) -> Path:
+        """Where the tier's aggregates live: ProjectScylla's ``get_tier_dir(exp, tier, completed=True)``
+        (``<exp>/completed/T0``) in the phased layout, ``<exp>/T0`` in the flat one."""
+        if self.phased:
+            return self.root / "completed" / tier
         return self.root / tier
+
+    def stale_tier_dir(self, tier: str) -> Path | None:
+        """``<exp>/T0`` of a phased experiment when it holds only aggregates (no run dir, no
+        ``.failed``): the copies earlier scylla-repair versions wrote there. None otherwise."""
+        if not self.phased:
+            return None
+        candidate = self.root / tier
+        if not candidate.is_dir() or candidate.is_symlink():
+            return None
+        for _dirpath, dirnames, _files in os.walk(candidate):
+            if FAILED_DIR in dirnames or any(RUN_DIR.match(d) for d in dirnames):
+                return None
+        return candidate
 
     def tier_file(self, tier: str, name: str) -> Path:
         """A tier aggregate: ``result.json``, ``best_subtest.json``, ``report.json/md``, ``summary.md``."""
@@ -194,8 +215,9 @@ class ExperimentLayout:
         return RunPaths(self.run_dir(key))
 
     def subtest_dir(self, tier: str, subtest: str) -> Path:
-        """Where the subtest's aggregates (report.json, config_manifest.json) live."""
-        return self.root / tier / subtest
+        """Where the subtest's aggregates (report.json, config_manifest.json) live: in the
+        tier's aggregate dir (:meth:`tier_dir`)."""
+        return self.tier_dir(tier) / subtest
 
     def run_parent(self, tier: str, subtest: str) -> Path:
         """The directory holding the subtest's run dirs (and its ``.failed/``) in this layout."""
@@ -245,7 +267,7 @@ class ExperimentLayout:
         found: set[str] = set()
         parents = [self.tier_dir(tier)]
         if self.phased:
-            parents += [self.root / "completed" / tier, self.root / "in_progress" / tier]
+            parents.append(self.root / "in_progress" / tier)
         for parent in parents:
             if parent.is_dir():
                 with os.scandir(parent) as entries:

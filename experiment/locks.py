@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from experiment.attempt import pause_for_tests
+from experiment.backups import backup_file
+from experiment.backups import backup_stamp as new_backup_stamp
+from experiment.checkpoint_states import changes_the_file, fill_states
 from experiment.errors import RepairBlocked
+from experiment.jsonio import read_json
 from experiment.layout import ExperimentLayout
 from experiment.models import Checkpoint, ExperimentConfig
 
@@ -109,25 +113,41 @@ class RepairLock:
 
 
 def update_checkpoint(
-    layout: ExperimentLayout, config: ExperimentConfig, change: Callable[[Checkpoint], None]
+    layout: ExperimentLayout,
+    config: ExperimentConfig,
+    change: Callable[[Checkpoint], None],
+    *,
+    backup_stamp: str | None = None,
 ) -> Checkpoint:
     """Re-read ``checkpoint.json`` under the writer lock, apply ``change``, save atomically.
 
     A missing checkpoint starts fresh (status ``rerunning``); an unreadable one is kept aside as
-    ``checkpoint.json.corrupt-<time>`` (never deleted) and rebuilt from the change.
+    ``checkpoint.json.corrupt-<time>`` (never deleted) and rebuilt from the change. A change that
+    alters nothing the file records writes nothing (:mod:`experiment.checkpoint_states`). Before
+    an existing file is overwritten it is backed up under ``.backups/`` when it is migrated (v2.0
+    or v3.0 to v3.1) or when ``backup_stamp`` is given (then under that stamp). A written
+    checkpoint has its tier and subtest states and its config hash as ProjectScylla has them.
     """
     with _flock(layout.prefect_dir / "checkpoint.lock", blocking=True):
         path = layout.checkpoint_path
         _remove_stale_temp_files(path)
-        checkpoint = None
+        checkpoint, raw = None, None
         if path.exists():
             try:
+                raw = read_json(path)
                 checkpoint = Checkpoint.load(path)
             except Exception:  # noqa: BLE001 - any unreadable checkpoint is set aside, not lost
                 set_aside(path)
+                raw = None
         if checkpoint is None:
             checkpoint = Checkpoint.fresh(config, layout.root)
+        before = checkpoint.model_copy(deep=True)
         change(checkpoint)
+        if not changes_the_file(raw, before, checkpoint):
+            return checkpoint
+        if raw is not None and (backup_stamp or raw.get("version") != "3.1"):
+            backup_file(layout.root, path, backup_stamp or new_backup_stamp())
+        fill_states(checkpoint, layout, config)
         pause_for_tests("checkpoint", str(path))  # crash-test hook: killed while holding the lock
         checkpoint.save(path)
         return checkpoint

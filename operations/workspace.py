@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from experiment.compose import compose_workspace, manifest_dict
 from experiment.errors import RepairBlocked
 from experiment.failures import AttemptFailed, Failure, FailureClass
-from experiment.jsonio import atomic_write_json, atomic_write_text
+from experiment.jsonio import atomic_write_json, atomic_write_text, executable_mode
 from experiment.layout import RunKey
 from experiment.locks import repository_lock
 from experiment.scan import ExperimentContext
@@ -180,7 +180,7 @@ def _create_worktree(base: Path, workspace: Path, branch: str, commit: str, run_
         run_dir / "worktree_create.sh",
         f"#!/bin/bash\n# Worktree: {branch} @ {workspace}\n{shlex.join(command)}\n",
     )
-    (run_dir / "worktree_create.sh").chmod(0o755)
+    (run_dir / "worktree_create.sh").chmod(executable_mode())
 
     def attempt() -> subprocess.CompletedProcess[str]:
         result = git(base, "worktree", "add", "-b", branch, str(workspace), commit, timeout=WORKTREE_TIMEOUT)

@@ -60,9 +60,10 @@ def settle_checkpoint(
                 checkpoint, key, _outcome_on_disk(context.layout.run_dir(key) / "run_result.json")
             )
         if all_complete:
-            checkpoint.status = "completed"
+            if checkpoint.status != "completed":  # a completed one keeps its pid: nothing to rewrite
+                checkpoint.status = "completed"
+                checkpoint.pid = None
             checkpoint.experiment_state = "complete"
-            checkpoint.pid = None
 
     if not all_complete and keys:
         path = context.layout.checkpoint_path

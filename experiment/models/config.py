@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -89,12 +90,47 @@ class ExperimentConfig(ScyllaModel):
         return value
 
     def config_hash(self) -> str:
-        """First 16 hex of sha256 over the sorted-key config, minus run-selection fields (§5.1)."""
+        """ProjectScylla's ``compute_config_hash`` of this config as its ``ExperimentConfig.load``
+        reads the file: the first 16 hex digits of the sha256 of the sorted-key JSON of the fields
+        it keeps (:data:`_HASHED_DEFAULTS`, :data:`_HASHED_CONSTANTS`), so a checkpoint we write resumes under ProjectScylla.
+
+        Its loader reads only its own keys (unknown ones such as ``parallel_subtests`` are
+        dropped), fills absent ones with *its* defaults, normalises model aliases and the prompt
+        path, and the hash leaves out the run-selection fields (``tiers_to_run``,
+        ``max_subtests``) and every runtime-only option.
+        """
         data = self.model_dump(mode="json")
-        for key in list(data):
-            if key in {"max_subtests", "tiers_to_run", "keep_failed_workspaces"} or key.startswith(
-                ("parallel_", "until_", "from_", "filter_", "max_concurrent_")
-            ):
-                data.pop(key)
-        text = json.dumps(data, sort_keys=True)
+        present = set(self.model_fields_set) | set(self.model_extra or {})
+        hashed: dict[str, Any] = {key: data[key] for key in ("experiment_id", "task_repo", "task_commit")}
+        hashed["task_prompt_file"] = str(PurePosixPath(self.task_prompt_file))
+        hashed["language"] = self.language
+        for key, default in _HASHED_DEFAULTS.items():
+            hashed[key] = data[key] if key in present and key in data else default
+        for key in ("models", "judge_models"):
+            hashed[key] = [_scylla_model_id(m) for m in hashed[key]]
+        hashed.update(_HASHED_CONSTANTS)
+        text = json.dumps(hashed, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_HASHED_DEFAULTS: dict[str, Any] = {
+    "models": ["claude-sonnet-4-6"],
+    "runs_per_subtest": 10,
+    "judge_models": ["claude-opus-4-6"],
+    "timeout_seconds": 3600,
+    "max_turns": None,
+    "skip_agent_teams": False,
+    "thinking_mode": "None",
+    "use_containers": False,
+}
+"""The hashed fields its loader reads from the file, with ProjectScylla's defaults for a file that
+lacks them."""
+_HASHED_CONSTANTS: dict[str, Any] = {"criteria_file": None, "rubric_file": None, "off_peak": False}
+"""Hashed fields its loader never reads from the file: they always hash as these defaults."""
+
+
+def _scylla_model_id(model: Any) -> Any:
+    """ProjectScylla's alias normalisation: case- and space-insensitive lookup, else unchanged."""
+    if isinstance(model, str):
+        return MODEL_ALIASES.get(model.strip().lower(), model)
+    return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import Field
@@ -12,7 +13,9 @@ from experiment.models.tier import TierResult
 
 
 class ExperimentResult(ScyllaModel):
-    """Root ``result.json``; ``frontier_cop`` is finite or null (Infinity is read as null)."""
+    """Root ``result.json``. In memory ``frontier_cop`` is finite or None (nothing passed); in the
+    file "nothing passed" is the bare ``Infinity`` ProjectScylla writes, because its model
+    requires a float there and rejects null (see :meth:`to_json_dict`)."""
 
     config: dict[str, Any] = Field(default_factory=dict)
     """The config as the runner saw it (kept verbatim)."""
@@ -23,7 +26,7 @@ class ExperimentResult(ScyllaModel):
     best_overall_subtest: str | None = None
     """Best subtest of the frontier tier."""
     frontier_cop: FiniteFloat = None
-    """Lowest cost-of-pass; ProjectScylla's bare ``Infinity`` becomes null."""
+    """Lowest cost-of-pass; None when no tier passed (read from, and written as, ``Infinity``)."""
     frontier_cop_tier: str | None = None
     """Tier with the lowest cost-of-pass."""
     total_cost: float = 0.0
@@ -36,6 +39,14 @@ class ExperimentResult(ScyllaModel):
     """Experiment start (ISO 8601)."""
     completed_at: str | None = None
     """Experiment end (ISO 8601)."""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The file's dict: a set ``frontier_cop`` of None is written as ``float("inf")``, which
+        :func:`experiment.jsonio.dumps` writes as ProjectScylla does (``Infinity``)."""
+        data = super().to_json_dict()
+        if "frontier_cop" in data and data["frontier_cop"] is None:
+            data["frontier_cop"] = math.inf
+        return data
 
 
 class ExperimentReportSummary(ScyllaModel):

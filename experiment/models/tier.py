@@ -62,8 +62,8 @@ class BestSubtest(ScyllaModel):
     """Score margin over the runner-up (1.0 when alone)."""
     tiebreaker_needed: bool = False
     """Top two were within 0.05."""
-    tiebreaker_result: Any = None
-    """Tie-breaker details, or null."""
+    tiebreaker_result: Vote | None = None
+    """The tie-breaker's vote for the winner (ProjectScylla's ``JudgeVote``), or null."""
 
 
 class TierReportSummary(ScyllaModel):

@@ -17,10 +17,11 @@ Every write follows the rules of :mod:`~experiment.regenerate.files`: written on
 change, the previous version backed up under ``<exp>/.backups/<UTC stamp>/``, atomically.
 """
 
+from experiment.backups import backup_file, backup_stamp
 from experiment.regenerate.aggregates import AggregateRebuild, rebuild_aggregates
 from experiment.regenerate.checkpoint import apply_to_checkpoint, rebuild_checkpoint
 from experiment.regenerate.clock import run_interval
-from experiment.regenerate.files import VOLATILE_KEYS, Writer, backup_file, backup_stamp, write_if_changed
+from experiment.regenerate.files import VOLATILE_KEYS, Writer, write_if_changed
 from experiment.regenerate.in_process import IO_THREADS, RegenerateSummary, regenerate_in_process
 from experiment.regenerate.run import (
     Outcome,

@@ -7,6 +7,8 @@ wall-clock fields from :mod:`experiment.regenerate.clock`; every file goes throu
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from experiment import aggregate, reports
+from experiment.backups import backup_stamp
 from experiment.errors import FormatError
 from experiment.jsonio import load_model, read_json
 from experiment.layout import ExperimentLayout, RunKey
@@ -29,7 +32,7 @@ from experiment.models import (
     utc_now_iso,
 )
 from experiment.regenerate.clock import Interval, experiment_clock, run_interval, tier_clock
-from experiment.regenerate.files import Writer, backup_stamp, read_dict
+from experiment.regenerate.files import Writer, read_dict
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -46,6 +49,10 @@ class AggregateRebuild(BaseModel):
     approximated: list[str] = Field(
         default_factory=list,
         description="Wall-clock fields derived from timing files because their previous file was gone.",
+    )
+    moved_aside: list[str] = Field(
+        default_factory=list,
+        description="Stale aggregate dirs an earlier version wrote outside completed/, now under .backups/.",
     )
     best_tier: str | None = Field(default=None, description="Frontier tier.")
     frontier_cop: float | None = Field(
@@ -78,6 +85,51 @@ def _previous(path: Path, model: type[_Model]) -> _Model | None:
         return model.model_validate(data)
     except ValidationError:
         return None
+
+
+def _previous_tier(layout: ExperimentLayout, tier: str) -> TierResult | None:
+    """The tier's previous ``result.json``: where ProjectScylla keeps it, else the stale copy an
+    earlier scylla-repair wrote to ``<exp>/T0`` of a phased experiment."""
+    previous = _previous(layout.tier_file(tier, "result.json"), TierResult)
+    stale = layout.stale_tier_dir(tier)
+    if previous is None and stale is not None:
+        previous = _previous(stale / "result.json", TierResult)
+    return previous
+
+
+def _move_stale_aside(layout: ExperimentLayout, tier: str, stamp: str, summary: AggregateRebuild) -> None:
+    """Move ``<exp>/T0`` of a phased experiment (aggregates only) to ``.backups/<stamp>/T0``."""
+    stale = layout.stale_tier_dir(tier)
+    if stale is None:
+        return
+    # A subtest's config_manifest.json exists only there when an earlier version's workspace
+    # setup wrote it: keep it where ProjectScylla looks for it (copied, the original moves aside).
+    for manifest in stale.glob("*/config_manifest.json"):
+        kept = layout.subtest_file(tier, manifest.parent.name, manifest.name)
+        if not kept.exists() and kept.parent.is_dir():
+            shutil.copy2(manifest, kept)
+    target = layout.backups_dir / stamp / tier
+    target.parent.mkdir(parents=True, exist_ok=True)
+    candidate, counter = target, 0
+    while candidate.exists() or candidate.is_symlink():
+        counter += 1
+        candidate = target.with_name(f"{tier}.{counter}")
+    os.rename(stale, candidate)
+    summary.moved_aside.append(f"{tier} -> {candidate.relative_to(layout.root)}")
+
+
+def _previous_tier_order(layout: ExperimentLayout, previous: ExperimentResult | None) -> list[str]:
+    """The tier order ProjectScylla recorded (the order its tiers finished, which its report's
+    children follow): the previous ``result.json``, else the previous ``report.json`` children,
+    else ``tier_comparison.json``; empty when none is readable."""
+    if previous is not None and previous.tier_results:
+        return list(previous.tier_results)
+    children = (read_dict(layout.experiment_file("report.json")) or {}).get("children")
+    if isinstance(children, list):
+        tiers = [str(c["tier"]) for c in children if isinstance(c, dict) and isinstance(c.get("tier"), str)]
+        if tiers:
+            return tiers
+    return list(read_dict(layout.experiment_file("tier_comparison.json")) or {})
 
 
 def _ordered(ids: Iterable[str], previous_order: Sequence[str]) -> list[str]:
@@ -149,7 +201,7 @@ def rebuild_aggregates(
     intervals_all: list[Interval] = []
 
     for tier in config.tiers_to_run:
-        previous_tier = _previous(layout.tier_file(tier, "result.json"), TierResult)
+        previous_tier = _previous_tier(layout, tier)
         if tier not in rebuild and previous_tier is not None:
             tier_results[tier] = previous_tier
             continue
@@ -166,10 +218,11 @@ def rebuild_aggregates(
             summary.tiers.append(tier)
             summary.subtests += len(tier_result.subtest_results)
             _write_tier(out, layout, tier_result, selection, now)
+            _move_stale_aside(layout, tier, out.stamp, summary)
 
     # The experiment: wall-clock values from the previous file, else from the timing files.
     previous_exp = _previous(layout.experiment_file("result.json"), ExperimentResult)
-    order = _ordered(tier_results, list(previous_exp.tier_results) if previous_exp else [])
+    order = _ordered(tier_results, _previous_tier_order(layout, previous_exp))
     tier_results = {t: tier_results[t] for t in order}
     started, completed, total_duration = experiment_clock(
         layout, previous_exp, intervals_all, tier_results, summary.approximated

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from experiment.backups import backup_stamp
 from experiment.jsonio import load_model
 from experiment.layout import ExperimentLayout, RunKey
 from experiment.locks import update_checkpoint
 from experiment.models import Checkpoint, ExperimentConfig, RunOutcome
-from experiment.regenerate.files import backup_file, backup_stamp, read_dict
+from experiment.regenerate.files import read_dict
 from experiment.status import RunStatus, classify_run
 
 _FINAL_RUN_STATES = {"run_finalized", "report_written", "checkpointed", "worktree_cleaned"}
@@ -45,11 +46,11 @@ def rebuild_checkpoint(experiment_dir: Path, *, stamp: str | None = None) -> Che
                     _rebuild_entry(checkpoint, layout, RunKey(tier, subtest, number))
         checkpoint.experiment_dir = str(layout.root)
         checkpoint.__pydantic_fields_set__.update({"completed_runs", "run_states", "experiment_dir"})
-        backup_file(layout.root, layout.checkpoint_path, stamp)
 
     # Through the single checkpoint writer: a running repair's entries are never overwritten
-    # with a stale copy (an unreadable checkpoint is set aside, not lost).
-    return update_checkpoint(layout, config, rebuild)
+    # with a stale copy (an unreadable checkpoint is set aside, not lost), the old file is backed
+    # up under ``stamp`` first, and an unchanged checkpoint is not rewritten at all.
+    return update_checkpoint(layout, config, rebuild, backup_stamp=stamp)
 
 
 def _rebuild_entry(checkpoint: Checkpoint, layout: ExperimentLayout, key: RunKey) -> None:

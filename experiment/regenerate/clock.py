@@ -23,14 +23,15 @@ from typing import Any
 
 from experiment import aggregate
 from experiment.layout import ExperimentLayout, RunPaths
-from experiment.models import ExperimentResult, TierResult
+from experiment.models import ExperimentResult, TierResult, utc_now_iso
 from experiment.regenerate.files import read_dict
 
 Interval = tuple[datetime, datetime]
 """(agent start, judge end) of one run."""
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time (naive ones taken as UTC), or None when ``value`` is not one."""
     if not isinstance(value, str):
         return None
     try:
@@ -45,19 +46,17 @@ def run_interval(paths: RunPaths) -> Interval | None:
     agent = read_dict(paths.agent_timing)
     if not agent:
         return None
-    agent_end = _parse_time(agent.get("measured_at"))
+    agent_end = parse_time(agent.get("measured_at"))
     if agent_end is None:
         return None
     start = agent_end.timestamp() - float(agent.get("agent_duration_seconds") or 0.0)
     judge = read_dict(paths.judge_timing) or {}
-    end = _parse_time(judge.get("measured_at"))
+    end = parse_time(judge.get("measured_at"))
     if end is None:
         slot_ends = [
             t
             for slot in paths.judge_slots_on_disk()
-            if (
-                t := _parse_time((read_dict(paths.judge_slot(slot) / "timing.json") or {}).get("measured_at"))
-            )
+            if (t := parse_time((read_dict(paths.judge_slot(slot) / "timing.json") or {}).get("measured_at")))
         ]
         end = max(slot_ends) if slot_ends else agent_end
     return datetime.fromtimestamp(start, UTC), end
@@ -79,7 +78,10 @@ def tier_clock(
     """(total_duration, inherited_from) of a rebuilt tier; appends to ``approximated`` what it guessed."""
     if previous is not None:
         return previous.total_duration, previous.inherited_from
+    stale = layout.stale_tier_dir(tier)
     old = _previous_summary(layout.tier_file(tier, "report.json")).get("total_duration")
+    if old is None and stale is not None:
+        old = _previous_summary(stale / "report.json").get("total_duration")
     if isinstance(old, int | float):
         return float(old), None
     approximated.append(f"{tier}/result.json total_duration")
@@ -92,7 +94,7 @@ def experiment_clock(
     intervals: list[Interval],
     tiers: dict[str, TierResult],
     approximated: list[str],
-) -> tuple[str | None, str | None, float]:
+) -> tuple[str, str | None, float]:
     """(started_at, completed_at, total seconds) of the experiment; appends what it guessed."""
     if previous is not None and previous.started_at:
         return previous.started_at, previous.completed_at, previous.total_duration_seconds
@@ -104,7 +106,10 @@ def experiment_clock(
         "result.json completed_at",
         "result.json total_duration_seconds",
     ]
-    return _approximate_experiment_clock(layout, intervals, tiers)
+    started, completed, seconds = _approximate_experiment_clock(layout, intervals, tiers)
+    # ProjectScylla's ExperimentResult.started_at is a string (null is rejected); it defaults to
+    # the moment the result is built, which is what an unknown start becomes here (kept after).
+    return started or completed or utc_now_iso(), completed, seconds
 
 
 def _approximate_experiment_clock(
@@ -114,7 +119,7 @@ def _approximate_experiment_clock(
 ) -> tuple[str | None, str | None, float]:
     """(started_at, completed_at, total seconds) approximated from the checkpoint and timing files."""
     checkpoint = read_dict(layout.checkpoint_path) or {}
-    start = _parse_time(checkpoint.get("started_at"))
+    start = parse_time(checkpoint.get("started_at"))
     if start is None and intervals:
         start = min(i[0] for i in intervals)
     end = max((i[1] for i in intervals), default=None)

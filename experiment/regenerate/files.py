@@ -10,17 +10,13 @@ over an older backup. Every write is atomic.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from experiment.backups import backup_file, relative_to_experiment
 from experiment.jsonio import atomic_write_text, dumps
-from experiment.layout import ExperimentLayout
 from experiment.models import ScyllaModel, TierComparison
 
 VOLATILE_KEYS = frozenset({"generated_at", "workspace_path", "logs_path", "command_log_path"})
@@ -49,73 +45,6 @@ def read_text(path: Path) -> str | None:
         return Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-
-
-# --------------------------------------------------------------------------------------------------
-# Backups
-# --------------------------------------------------------------------------------------------------
-
-
-def backup_stamp() -> str:
-    """A UTC stamp naming one backup generation (``20260120T061307Z``)."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-_made_dirs: set[Path] = set()
-
-
-def _ensure_dir(path: Path) -> None:
-    """mkdir -p, once per process per directory (a backup pass creates thousands of files)."""
-    if path not in _made_dirs:
-        path.mkdir(parents=True, exist_ok=True)
-        _made_dirs.add(path)
-
-
-def _relative(root: Path, path: Path) -> Path:
-    """``path`` relative to the experiment (paths come from the layout, already absolute)."""
-    try:
-        return Path(path).relative_to(root)
-    except ValueError:
-        try:
-            return Path(path).resolve().relative_to(Path(root).resolve())
-        except ValueError:
-            return Path(Path(path).name)
-
-
-def backup_file(experiment_dir: Path, path: Path, stamp: str) -> Path | None:
-    """Copy ``path`` to ``<exp>/.backups/<stamp>/<relative path>`` before it is overwritten.
-
-    The copy is written to a temp file and *linked* into place, which fails instead of replacing
-    an existing backup, so an older backup is never overwritten (a second backup of the same file
-    under the same stamp gets ``.1``, ``.2``, ...). Returns the backup path (None: nothing to back up).
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None
-    layout = ExperimentLayout(experiment_dir)
-    target = layout.backups_dir / stamp / _relative(layout.root, path)
-    _ensure_dir(target.parent)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except FileNotFoundError:  # removed since we created it
-        _made_dirs.discard(target.parent)
-        _ensure_dir(target.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, path.open("rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        candidate, counter = target, 0
-        while True:
-            try:
-                os.link(tmp, candidate)
-                return candidate
-            except FileExistsError:
-                counter += 1
-                candidate = target.with_name(f"{target.name}.{counter}")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _comparable_json(text: str) -> Any:
@@ -157,7 +86,7 @@ def write_if_changed(experiment_dir: Path, path: Path, content: str, stamp: str,
             return False
         backup_file(experiment_dir, path, stamp)
     atomic_write_text(path, content)
-    written.append(str(_relative(experiment_dir, path)))
+    written.append(str(relative_to_experiment(experiment_dir, path)))
     return True
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from experiment.backups import backup_stamp
 from experiment.regenerate.aggregates import AggregateRebuild, rebuild_aggregates
-from experiment.regenerate.files import backup_stamp
 from experiment.regenerate.run import Outcome, RunRegeneration, regenerate_chunk
 from experiment.status import RunStatus
 

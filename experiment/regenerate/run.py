@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from experiment import aggregate, reports
+from experiment.backups import backup_stamp
 from experiment.consensus import consensus, invalid_slots, load_slots
 from experiment.errors import ExperimentError
 from experiment.failures import parse_claude_output
@@ -28,13 +30,15 @@ from experiment.models import (
     ClaudeOutput,
     CommandLog,
     JudgeSummary,
+    JudgeTiming,
     RunOutcome,
     RunReport,
     RunResult,
     grade_for_score,
     utc_now_iso,
 )
-from experiment.regenerate.files import Writer, backup_stamp, read_dict, read_text
+from experiment.regenerate.clock import parse_time
+from experiment.regenerate.files import Writer, read_dict, read_text
 
 Outcome = Literal["regenerated", "unchanged", "needs_judges", "not_finished", "error"]
 """What a regeneration did to one run (see ``RunRegeneration.outcome``)."""
@@ -136,6 +140,46 @@ def _agent_duration(paths: RunPaths) -> float:
     return 0.0
 
 
+def _slot_times(paths: RunPaths, slots: Iterable[int]) -> list[tuple[datetime, float]]:
+    """(end, seconds) of every slot ``timing.json`` with a readable ``measured_at``."""
+    times = []
+    for slot in slots:
+        data = read_dict(paths.judge_slot(slot) / "timing.json") or {}
+        end = parse_time(data.get("measured_at"))
+        seconds = data.get("judge_duration_seconds")
+        if end is not None and isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            times.append((end, max(0.0, float(seconds))))
+    return times
+
+
+def ensure_judge_timing(out: Writer, paths: RunPaths, slots: Iterable[int]) -> None:
+    """Write ``judge/timing.json`` of a judged run that has none (ProjectScylla writes it for every
+    judged run, and its resume reads ``judge_duration`` from it, 0.0 when missing).
+
+    A valid existing file is kept. Otherwise the duration is the wall span of the slots' timings
+    (from the earliest start, ``measured_at`` minus the duration, to the latest end), capped at
+    their sum so slots judged on different days do not count the days between; ``measured_at`` is
+    the latest slot end (now when no slot has a timing), so rebuilding it twice gives the same file.
+    """
+    existing = read_dict(paths.judge_timing)
+    if existing is not None:
+        try:
+            JudgeTiming.model_validate(existing)
+            if "judge_duration_seconds" in existing:
+                return
+        except ValidationError:
+            pass
+    times = _slot_times(paths, slots)
+    if times:
+        start = min(end.timestamp() - seconds for end, seconds in times)
+        last = max(end for end, _ in times)
+        duration = min(last.timestamp() - start, sum(seconds for _, seconds in times))
+        measured_at = last.isoformat()
+    else:
+        duration, measured_at = 0.0, utc_now_iso()
+    out.model(paths.judge_timing, JudgeTiming(judge_duration_seconds=duration, measured_at=measured_at))
+
+
 def _judge_duration(paths: RunPaths, slots: Iterable[int]) -> float:
     """``judge/timing.json`` (the wall time of all judges; it reproduces the sample exactly),
     else the sum of the slot timings (the original's rule; over-counts HEAD's cumulative slots)."""
@@ -227,6 +271,7 @@ def _regenerate_run(exp: Path, key: RunKey, judge_models: list[str], stamp: str)
             message=f"agent finished; no valid judgment among {len(slots)} judge slot(s)",
         )
     out.model(paths.judge_result, agreed)
+    ensure_judge_timing(out, paths, [s.slot for s in slots])
 
     # 3. run_result.json: agent + judges + timings; unknown keys of a previous file are kept.
     judges = []

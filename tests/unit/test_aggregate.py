@@ -99,7 +99,7 @@ def test_tie_break_by_fewest_tokens():
     best = aggregate.select_best_subtest(subs(**{"01": (0.90, 500), "02": (0.88, 100)}))
     assert best.tiebreaker_needed and best.winning_subtest == "02"
     assert best.winning_score == pytest.approx(0.88)
-    assert best.tiebreaker_result["winner"] == "02"
+    assert best.tiebreaker_result.subtest_id == "02"
     equal = aggregate.select_best_subtest(subs(**{"01": (0.90, 100), "02": (0.88, 100)}))
     assert equal.tiebreaker_needed and equal.winning_subtest == "01"
 
@@ -121,17 +121,21 @@ def test_tier_totals_and_cost_of_pass():
     assert [c.id for c in report.children] == ["01", "02"] and report.children[0].selected
 
 
-def test_cost_of_pass_none_when_nothing_passed_and_never_infinity():
+def test_cost_of_pass_none_when_nothing_passed_and_frontier_written_as_infinity():
     sub = {"01": aggregate.summarize_subtest("T1", "01", [run(1, 0.1, False)])}
     tier, _ = aggregate.build_tier("T1", sub, total_duration=1.0)
     assert tier.cost_of_pass is None
+    assert "Infinity" not in dumps(tier.to_json_dict())
     experiment = aggregate.build_experiment(
         {}, {"T1": tier}, started_at=None, completed_at=None, total_duration_seconds=0.0
     )
     assert experiment.frontier_cop is None and experiment.best_overall_tier is None
+    # ProjectScylla's ExperimentResult requires a float: "nothing passed" is its bare Infinity,
+    # the only non-JSON constant we ever write.
     text = dumps(experiment.to_json_dict())
-    assert "Infinity" not in text
-    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    constants: list[str] = []
+    data = json.loads(text, parse_constant=lambda c: constants.append(c) or float(c))
+    assert constants == ["Infinity"] and data["frontier_cop"] == float("inf")
 
 
 def test_frontier_empty_and_skips_zero_pass_rate():

@@ -145,7 +145,8 @@ def test_infinity_becomes_null(tmp_path: Path):
     assert tier.cost_of_pass is None
     assert "Infinity" not in jsonio.dumps(tier.to_json_dict())
     exp = ExperimentResult.model_validate({"frontier_cop": float("inf"), "tier_results": {}})
-    assert exp.to_json_dict()["frontier_cop"] is None
+    assert exp.frontier_cop is None  # in memory: nothing passed
+    assert exp.to_json_dict()["frontier_cop"] == float("inf")  # in the file: ProjectScylla's Infinity
     assert ExperimentResult.model_validate({"frontier_cop": float("nan")}).frontier_cop is None
 
 
