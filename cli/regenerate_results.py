@@ -34,7 +34,7 @@ from cli.common import (
     setup_logging,
 )
 from cli.output import RULE, RerunCounts, rerun_block
-from experiment.regenerate import regenerate_in_process
+from experiment.regenerate import NOTHING_WRITTEN, regenerate_in_process
 from experiment.scan import parse_runs
 
 EXIT_NEEDS_WORK = 1
@@ -97,6 +97,8 @@ def regenerate_results(
             typer.echo(f"Approximated from timing files: {', '.join(a.approximated)}")
     else:
         typer.echo("Aggregates: skipped (--skip-aggregates)")
+    if summary.nothing_written:
+        typer.echo(NOTHING_WRITTEN)
     if summary.backup_stamp:
         typer.echo(
             f"Backups of overwritten files: {Path(summary.experiment) / '.backups' / summary.backup_stamp}"

@@ -22,7 +22,12 @@ from experiment.regenerate.aggregates import AggregateRebuild, rebuild_aggregate
 from experiment.regenerate.checkpoint import apply_to_checkpoint, rebuild_checkpoint
 from experiment.regenerate.clock import run_interval
 from experiment.regenerate.files import VOLATILE_KEYS, Writer, write_if_changed
-from experiment.regenerate.in_process import IO_THREADS, RegenerateSummary, regenerate_in_process
+from experiment.regenerate.in_process import (
+    IO_THREADS,
+    NOTHING_WRITTEN,
+    RegenerateSummary,
+    regenerate_in_process,
+)
 from experiment.regenerate.run import (
     Outcome,
     RunRegeneration,
@@ -35,6 +40,7 @@ from experiment.regenerate.run import (
 
 __all__ = [
     "IO_THREADS",
+    "NOTHING_WRITTEN",
     "VOLATILE_KEYS",
     "AggregateRebuild",
     "Outcome",

@@ -14,6 +14,8 @@ from experiment.regenerate.aggregates import AggregateRebuild, rebuild_aggregate
 from experiment.regenerate.run import Outcome, RunRegeneration, regenerate_chunk
 from experiment.status import RunStatus
 
+NOTHING_WRITTEN = "Nothing to change: every derived file is up to date (nothing written, nothing backed up)."
+"""What a pass that changed no byte says."""
 IO_THREADS = 16
 """Chunks regenerated at once by the in-process pass (I/O bound: fsync releases the GIL)."""
 
@@ -26,7 +28,9 @@ class RegenerateSummary(BaseModel):
     aggregates: AggregateRebuild | None = Field(
         default=None, description="The aggregate rebuild (None when skipped)."
     )
-    backup_stamp: str = Field(default="", description="Name of this pass's backup dir under .backups/.")
+    backup_stamp: str = Field(
+        default="", description="Name of this pass's backup dir under .backups/ (empty: nothing backed up)."
+    )
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.runs if r.outcome == outcome)
@@ -35,6 +39,13 @@ class RegenerateSummary(BaseModel):
     def regenerated(self) -> int:
         """Runs whose derived files were rebuilt (the RERUN RESULTS "Regenerated" line)."""
         return self.count("regenerated")
+
+    @property
+    def nothing_written(self) -> bool:
+        """True when the pass changed no byte: no run file, no aggregate, no backup."""
+        return not any(r.written for r in self.runs) and not (
+            self.aggregates and (self.aggregates.written or self.aggregates.moved_aside)
+        )
 
     @property
     def counts(self) -> dict[str, int]:
@@ -82,6 +93,8 @@ class RegenerateSummary(BaseModel):
             ]
             if a.approximated:
                 lines.append(f"- Approximated from timing files: {', '.join(a.approximated)}")
+        if self.nothing_written:
+            lines += ["", NOTHING_WRITTEN]
         if self.backup_stamp:
             lines += ["", f"Previous versions of overwritten files: `.backups/{self.backup_stamp}/`"]
         return "\n".join(lines) + "\n"
@@ -116,6 +129,10 @@ def regenerate_in_process(
     aggregates = None
     if not skip_aggregates:
         aggregates = rebuild_aggregates(context.root, tiers=list(tiers) or None, stamp=stamp)
+    backed_up = (context.layout.backups_dir / stamp).is_dir()
     return RegenerateSummary(
-        experiment=str(context.root), runs=results, aggregates=aggregates, backup_stamp=stamp
+        experiment=str(context.root),
+        runs=results,
+        aggregates=aggregates,
+        backup_stamp=stamp if backed_up else "",
     )
