@@ -151,8 +151,8 @@ class RunFacts:
 def _read_object(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
     """A JSON object from ``path``, or the problem that makes it unreadable."""
     try:
-        with open(path, "rb") as handle:
-            value = json.loads(handle.read())  # bytes: json decodes UTF-8 itself, faster than text mode
+        with open(path, "rb") as handle:  # bytes + decode: cheaper than a text-mode file object
+            value = json.loads(handle.read().decode("utf-8"))
     except FileNotFoundError:
         return None, "missing"
     except (OSError, UnicodeDecodeError) as exc:
@@ -188,11 +188,11 @@ def gather_facts(run_dir: str | Path) -> RunFacts:
     facts.judge_dir = "judge" in listing
     if "agent" not in listing:
         return facts
-    agent = os.path.join(root, "agent")
+    agent = f"{root}{os.sep}agent"  # f-strings, not os.path.join: 50,000 joins per 10,000 runs
     agent_names = _names(agent) or set()
     facts.agent_files = dict.fromkeys(agent_names, 0)
     if "output.txt" in agent_names:
-        output_path = os.path.join(agent, "output.txt")
+        output_path = f"{agent}{os.sep}output.txt"
         try:
             with open(output_path, "rb") as handle:
                 text = handle.read().decode("utf-8", errors="replace")
@@ -201,12 +201,12 @@ def gather_facts(run_dir: str | Path) -> RunFacts:
         facts.agent_files["output.txt"] = len(text)
         facts.output = parse_claude_output(text) if text.strip() else None
     if "result.json" in agent_names:
-        facts.agent_result, problem = _read_object(os.path.join(agent, "result.json"))
+        facts.agent_result, problem = _read_object(f"{agent}{os.sep}result.json")
         facts.agent_result_problem = problem and f"agent/result.json is {problem}"
     else:
         facts.agent_result_problem = "agent/result.json missing"
     if "run_result.json" in listing:
-        _, problem = _read_object(os.path.join(root, "run_result.json"))
+        _, problem = _read_object(f"{root}{os.sep}run_result.json")
         facts.run_result_problem = problem and f"run_result.json is {problem}"
     else:
         facts.run_result_problem = "run_result.json missing"
