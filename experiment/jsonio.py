@@ -1,7 +1,9 @@
 """Reading and writing the experiment's JSON files: atomic writes, one-line errors.
 
 Every write goes to a temporary file in the same directory and is renamed over the target, so a
-crash at any instant leaves either the old content or the new one, never half a file. The file
+crash at any instant leaves either the old content or the new one, never half a file. Inside a
+write batch (:mod:`experiment.durable`) the data of all its files is synced once before any of
+them is renamed into place, instead of one fsync per file. The file
 gets the mode a plain ``open(path, "w")`` would give it (``0o666`` minus the process umask), and a
 file that is replaced keeps its mode: ``tempfile.mkstemp`` alone would make every result
 ``-rw-------``, unreadable to a teammate or to a worker running as another user.

@@ -14,7 +14,12 @@ after an agent and its judges finish, call exactly these):
 
 :func:`regenerate_in_process` (:mod:`~experiment.regenerate.in_process`) chains them for the CLI.
 Every write follows the rules of :mod:`~experiment.regenerate.files`: written only on a real
-change, the previous version backed up under ``<exp>/.backups/<UTC stamp>/``, atomically.
+change, the previous version backed up under ``<exp>/.backups/<UTC stamp>/``, atomically, and made
+durable one batch at a time (a chunk of runs, the aggregate rebuild: one sync per batch instead of
+one fsync per file, see :mod:`experiment.durable` for why a crash at any instant is still safe).
+The aggregates are folded one tier at a time and the experiment ``result.json``, which embeds
+every run, is streamed (:mod:`~experiment.regenerate.spill`), so memory does not grow with the
+number of runs. A pass with nothing to change writes no byte and backs nothing up.
 """
 
 from experiment.backups import backup_file, backup_stamp
