@@ -110,8 +110,11 @@ def main() -> None:
                 with_aggregates=False,
             )
             print(f"<!-- generated {name} in {time.perf_counter() - t:.1f} s -->", file=sys.stderr)
-        walls, cpus, peak, summary = [], [], 0.0, {}
-        again: tuple[list[float], list[float], list[float], list[dict]] = ([], [], [], [])
+        walls: list[float] = []
+        cpus: list[float] = []
+        peak = 0.0
+        summary: dict = {}
+        again: list[tuple[float, float, float, dict]] = []
         for _ in range(args.repeats):
             work = base / "work"
             shutil.rmtree(work, ignore_errors=True)
@@ -121,11 +124,11 @@ def main() -> None:
             cpus.append(cpu)
             peak = max(peak, rss)
             if name == "realistic":  # the same command again: nothing to change
-                for part, value in zip(again, measure([cli, str(work), "--json"]), strict=True):
-                    part.append(value)  # type: ignore[arg-type]
+                again.append(measure([cli, str(work), "--json"]))
         print(row(name, args.runs, walls, cpus, peak, summary))
-        if again[0]:
-            print(row("nothing to change", args.runs, again[0], again[1], max(again[2]), again[3][-1]))
+        if again:
+            walls2, cpus2, peaks2, summaries2 = zip(*again, strict=True)
+            print(row("nothing to change", args.runs, list(walls2), list(cpus2), max(peaks2), summaries2[-1]))
         sys.stdout.flush()
 
 
