@@ -172,14 +172,14 @@ def _write_reports(
 
 
 def _write_tier(
-    out: Writer, layout: ExperimentLayout, result: TierResult, selection: BestSubtest, now: str
+    out: Writer, layout: ExperimentLayout, result: TierResult, text: str, selection: BestSubtest, now: str
 ) -> None:
     """Every file of a rebuilt tier: its subtest reports, result, best subtest and reports."""
     tier = result.tier_id
     for sid, sub in result.subtest_results.items():
         out.model(layout.subtest_file(tier, sid, "report.json"), aggregate.subtest_report(sub, now))
         out.text(layout.subtest_file(tier, sid, "report.md"), reports.render_subtest_report(sub, now))
-    out.model(layout.tier_file(tier, "result.json"), result)
+    out.text(layout.tier_file(tier, "result.json"), text)
     out.model(layout.tier_file(tier, "best_subtest.json"), selection)
     _write_reports(
         out,
@@ -227,14 +227,14 @@ def rebuild_aggregates(
                 tier, subtests, total_duration=duration, inherited_from=inherited
             )
             del subtests
-            spill.add(tier, tier_result)
+            text = spill.add(tier, tier_result)
             if tier in rebuild:  # otherwise computed for the experiment totals only
                 summary.tiers.append(tier)
                 summary.subtests += len(tier_result.subtest_results)
-                _write_tier(out, layout, tier_result, selection, now)
+                _write_tier(out, layout, tier_result, text, selection, now)
                 moved.append(tier)
             tier_results[tier] = without_runs(tier_result)
-            del tier_result
+            del tier_result, text
 
         # The experiment: wall-clock values from the previous file, else from the timing files.
         previous_exp = _previous(layout.experiment_file("result.json"), ExperimentResult, runs=False)

@@ -49,7 +49,8 @@ def read_dict_without_runs(path: Path) -> dict[str, Any] | None:
     subtests, dropped while parsing: the clock and order fields of a 20 MB experiment file cost
     the text, not the ~150 MB of Python objects its runs would be."""
     try:
-        value = json.loads(Path(path).read_bytes(), object_pairs_hook=_without_runs)
+        text = Path(path).read_text(encoding="utf-8")  # str, not bytes: no second copy while parsing
+        value = json.loads(text, object_pairs_hook=_without_runs)
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return value if isinstance(value, dict) else None

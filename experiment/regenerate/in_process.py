@@ -17,7 +17,7 @@ from experiment.status import RunStatus
 NOTHING_WRITTEN = "Nothing to change: every derived file is up to date (nothing written, nothing backed up)."
 """What a pass that changed no byte says."""
 IO_THREADS = 16
-"""Chunks regenerated at once by the in-process pass (I/O bound: fsync releases the GIL)."""
+"""Chunks regenerated at once by the in-process pass (I/O bound: file system calls release the GIL)."""
 
 
 class RegenerateSummary(BaseModel):
@@ -119,8 +119,9 @@ def regenerate_in_process(
     stamp = backup_stamp()
     judge_models = context.config.judge_models
     chunks = chunked([e.key for e in report.to_regenerate()])
-    # Threads, like the flow's task runner: the work is dominated by fsync and file creation,
-    # which release the GIL (measured: 1,050 runs 6.1 s sequential, see bench/README.md).
+    del report  # 10,000 classified runs: not needed past this point (peak memory)
+    # Threads, like the flow's task runner: the work is dominated by file creation and each
+    # chunk's batch sync, which release the GIL (see bench/README.md).
     with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
         done = pool.map(
             lambda c: regenerate_chunk(context.root, c, judge_models=judge_models, stamp=stamp), chunks
