@@ -111,15 +111,18 @@ def regenerate_in_process(
 ) -> RegenerateSummary:
     """The ``regenerate-results`` pipeline without Prefect: scan, regenerate the ``results`` runs
     in the same chunks the flow's tasks use, then rebuild the aggregates."""
-    from experiment.scan import ScanFilters, chunked, load_context, scan_in_process
+    from experiment.scan import CHUNK_SIZE, ScanFilters, chunked, load_context, scan_in_process
 
     context = load_context(Path(experiment_dir), tiers_dir)
     filters = ScanFilters(tuple(tiers), tuple(subtests), tuple(runs), (RunStatus.RESULTS,))
     report = scan_in_process(context, filters)
     stamp = backup_stamp()
     judge_models = context.config.judge_models
-    chunks = chunked([e.key for e in report.to_regenerate()])
+    keys = [e.key for e in report.to_regenerate()]
     del report  # 10,000 classified runs: not needed past this point (peak memory)
+    # One chunk per thread (at least CHUNK_SIZE runs): each chunk is one write batch, and each
+    # batch costs two os.sync() calls, which also flush every other process's dirty pages.
+    chunks = chunked(keys, max(CHUNK_SIZE, -(-len(keys) // IO_THREADS)))
     # Threads, like the flow's task runner: the work is dominated by file creation and each
     # chunk's batch sync, which release the GIL (see bench/README.md).
     with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
