@@ -82,3 +82,32 @@ def test_a_repair_writes_what_projectscylla_reads_and_a_second_one_writes_nothin
         assert snapshot(exp) == settled
         regenerate_results(str(exp), tiers_dir=str(TIERS))
         assert snapshot(exp) == settled
+
+
+@pytest.mark.parametrize("layout", ["flat", "phased"])
+def test_the_regenerate_flow_writes_what_projectscylla_reads(tmp_path: Path, layout: str):
+    exp = generate_experiment(
+        tmp_path / f"exp-{layout}",
+        tiers=["T0", "T1"],
+        subtests_per_tier=2,
+        runs_per_subtest=3,
+        mix={"completed": 0.5, "results": 0.5},
+        seed=17,
+        with_base_repo=False,
+        layout=layout,
+    ).path
+    for timing in exp.rglob("judge/timing.json"):  # judged runs whose timing was never written
+        if not (timing.parent.parent / "run_result.json").is_file():
+            timing.unlink()
+    before = snapshot(exp)
+    summary = regenerate_results(str(exp))
+    after = snapshot(exp)
+    written = written_since(before, after)
+    assert summary.regenerated > 0 and written
+    assert check_experiment(exp) == []
+    assert mode_problems(before, after, written) == []
+    assert judged_runs_without_timing(exp) == []
+    if layout == "phased":
+        assert not list(exp.glob("T*"))
+    regenerate_results(str(exp))
+    assert snapshot(exp) == after
