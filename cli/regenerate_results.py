@@ -35,7 +35,7 @@ from cli.common import (
     setup_logging,
 )
 from cli.output import RULE, regenerate_block
-from experiment.regenerate import regenerate_in_process
+from experiment.regenerate import NOTHING_WRITTEN, regenerate_in_process
 from experiment.scan import parse_runs
 
 EXIT_NEEDS_WORK = 1
@@ -101,6 +101,8 @@ def regenerate_results(
             typer.echo(f"Approximated from timing files: {', '.join(a.approximated)}")
     else:
         typer.echo("Aggregates: skipped (--skip-aggregates)")
+    if summary.nothing_written:
+        typer.echo(NOTHING_WRITTEN)
     backups = Path(summary.experiment) / ".backups" / summary.backup_stamp if summary.backup_stamp else None
     if backups is not None and backups.is_dir() and any(backups.iterdir()):
         typer.echo(f"Backups of overwritten files: {backups}")

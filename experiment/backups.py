@@ -11,6 +11,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from experiment.durable import current_batch, link_unique
 from experiment.jsonio import file_mode_for, temp_file_beside
 from experiment.layout import ExperimentLayout
 
@@ -46,7 +47,8 @@ def backup_file(experiment_dir: Path, path: Path, stamp: str) -> Path | None:
 
     The copy is written to a temp file and *linked* into place, which fails instead of replacing
     an existing backup, so an older backup is never overwritten (a second backup of the same file
-    under the same stamp gets ``.1``, ``.2``, ...). Returns the backup path (None: nothing to back up).
+    under the same stamp gets ``.1``, ``.2``, ...). Returns the backup path (None: nothing to back up;
+    inside a :func:`~experiment.durable.write_batch` the name it will get at the batch's commit).
     """
     path = Path(path)
     if not path.is_file():
@@ -61,18 +63,18 @@ def backup_file(experiment_dir: Path, path: Path, stamp: str) -> Path | None:
         _made_dirs.discard(target.parent)
         _ensure_dir(target.parent)
         fd, tmp = temp_file_beside(target, mode)
+    batch = current_batch()
     try:
         with os.fdopen(fd, "wb") as out, path.open("rb") as src:
             shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        candidate, counter = target, 0
-        while True:
-            try:
-                os.link(tmp, candidate)
-                return candidate
-            except FileExistsError:
-                counter += 1
-                candidate = target.with_name(f"{target.name}.{counter}")
+            if batch is None:
+                out.flush()
+                os.fsync(out.fileno())
+        if batch is not None:  # linked at the batch's commit, after one sync (experiment.durable)
+            batch.link_later(tmp, os.fspath(target))
+            tmp = ""
+            return target
+        return Path(link_unique(tmp, os.fspath(target)))
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)

@@ -1,7 +1,9 @@
 """Reading and writing the experiment's JSON files: atomic writes, one-line errors.
 
 Every write goes to a temporary file in the same directory and is renamed over the target, so a
-crash at any instant leaves either the old content or the new one, never half a file. The file
+crash at any instant leaves either the old content or the new one, never half a file. Inside a
+write batch (:mod:`experiment.durable`) the data of all its files is synced once before any of
+them is renamed into place, instead of one fsync per file. The file
 gets the mode a plain ``open(path, "w")`` would give it (``0o666`` minus the process umask), and a
 file that is replaced keeps its mode: ``tempfile.mkstemp`` alone would make every result
 ``-rw-------``, unreadable to a teammate or to a worker running as another user.
@@ -20,11 +22,13 @@ import re
 import stat
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from experiment.durable import current_batch
 from experiment.errors import FormatError
 
 M = TypeVar("M", bound=BaseModel)
@@ -88,16 +92,38 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file + fsync + rename in the same directory.
 
     The result has the existing file's mode, or a new file's under the umask (module docstring).
+    Inside :func:`experiment.durable.write_batch` the fsync and the rename wait for the batch's
+    commit (one sync for the whole batch; the crash-safety argument is in that module).
     """
-    path = Path(path)
+    install_temp(write_temp_beside(Path(path), (text,)), Path(path))
+
+
+def write_temp_beside(path: Path, chunks: Iterable[str]) -> str:
+    """Write ``chunks`` to a new temp file in ``path``'s directory (created if needed), with the
+    mode ``path`` must get, fsynced unless a write batch is open; returns the temp file's name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = temp_file_beside(path, file_mode_for(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+            for chunk in chunks:
+                handle.write(chunk)
+            if current_batch() is None:
+                handle.flush()
+                os.fsync(handle.fileno())
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return tmp_name
+
+
+def install_temp(tmp_name: str, path: Path) -> None:
+    """Rename a :func:`write_temp_beside` file over ``path``: now, or at the open batch's commit."""
+    batch = current_batch()
+    try:
+        if batch is None:
+            os.replace(tmp_name, path)
+        else:
+            batch.rename_later(tmp_name, os.fspath(path))
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

@@ -55,10 +55,10 @@ class RunKey:
     @classmethod
     def parse(cls, label: str) -> RunKey:
         tier, subtest, run = label.strip("/").split("/")
-        match = RUN_DIR.match(run)
-        if not match:
+        # RUN_DIR without the regex (this runs for every run of a scan): ``\d`` is isdecimal().
+        if len(run) < 6 or not run.startswith("run_") or not run[4:].isdecimal():
             raise ValueError(f"not a run label: {label}")
-        return cls(tier, subtest, int(match.group(1)))
+        return cls(tier, subtest, int(run[4:]))
 
 
 @dataclass(frozen=True)
@@ -234,8 +234,14 @@ class ExperimentLayout:
                 if candidate.exists():
                     return candidate
             return self.run_parent(key.tier, key.subtest) / key.run_name
-        # Flat layout: a plain string join (this runs for every expected run of a scan).
-        return Path(os.path.join(self._root_str, key.tier, key.subtest, key.run_name))
+        return Path(self.run_dir_str(key))
+
+    def run_dir_str(self, key: RunKey) -> str:
+        """:meth:`run_dir` as a string; in the flat layout a plain string join with no ``Path``
+        object (this runs for every expected run of a scan)."""
+        if self.phased:
+            return os.fspath(self.run_dir(key))
+        return os.path.join(self._root_str, key.tier, key.subtest, key.run_name)
 
     @cached_property
     def _root_str(self) -> str:

@@ -193,7 +193,7 @@ def classify_chunk(experiment_dir: Path, labels: Sequence[str]) -> list[RunEntry
     entries = []
     for label in labels:
         key = RunKey.parse(label)
-        result = classify_run(layout.run_dir(key))
+        result = classify_run(layout.run_dir_str(key))
         entries.append(
             RunEntry.model_construct(
                 run=label,

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from experiment.errors import FilterError, FormatError, RepairBlocked
@@ -267,6 +266,8 @@ def normalize_tier(tier: str) -> str:
 
 
 def _load_yaml(path: Path) -> Any:
+    import yaml  # here, not at the top: the dry run finds the tiers dir without parsing YAML
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

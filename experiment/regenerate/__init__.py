@@ -14,7 +14,12 @@ after an agent and its judges finish, call exactly these):
 
 :func:`regenerate_in_process` (:mod:`~experiment.regenerate.in_process`) chains them for the CLI.
 Every write follows the rules of :mod:`~experiment.regenerate.files`: written only on a real
-change, the previous version backed up under ``<exp>/.backups/<UTC stamp>/``, atomically.
+change, the previous version backed up under ``<exp>/.backups/<UTC stamp>/``, atomically, and made
+durable one batch at a time (a chunk of runs, the aggregate rebuild: one sync per batch instead of
+one fsync per file, see :mod:`experiment.durable` for why a crash at any instant is still safe).
+The aggregates are folded one tier at a time and the experiment ``result.json``, which embeds
+every run, is streamed (:mod:`~experiment.regenerate.spill`), so memory does not grow with the
+number of runs. A pass with nothing to change writes no byte and backs nothing up.
 """
 
 from experiment.backups import backup_file, backup_stamp
@@ -22,7 +27,12 @@ from experiment.regenerate.aggregates import AggregateRebuild, rebuild_aggregate
 from experiment.regenerate.checkpoint import apply_to_checkpoint, rebuild_checkpoint
 from experiment.regenerate.clock import run_interval
 from experiment.regenerate.files import VOLATILE_KEYS, Writer, write_if_changed
-from experiment.regenerate.in_process import IO_THREADS, RegenerateSummary, regenerate_in_process
+from experiment.regenerate.in_process import (
+    IO_THREADS,
+    NOTHING_WRITTEN,
+    RegenerateSummary,
+    regenerate_in_process,
+)
 from experiment.regenerate.run import (
     Outcome,
     RunRegeneration,
@@ -35,6 +45,7 @@ from experiment.regenerate.run import (
 
 __all__ = [
     "IO_THREADS",
+    "NOTHING_WRITTEN",
     "VOLATILE_KEYS",
     "AggregateRebuild",
     "Outcome",

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from experiment import aggregate, reports
 from experiment.backups import backup_stamp
+from experiment.durable import write_batch
 from experiment.errors import FormatError
 from experiment.jsonio import load_model, read_json
 from experiment.layout import ExperimentLayout, RunKey
@@ -32,7 +33,8 @@ from experiment.models import (
     utc_now_iso,
 )
 from experiment.regenerate.clock import Interval, experiment_clock, run_interval, tier_clock
-from experiment.regenerate.files import Writer, read_dict
+from experiment.regenerate.files import Writer, read_dict, read_dict_without_runs
+from experiment.regenerate.spill import TierSpill, without_runs
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -76,9 +78,10 @@ def _load_runs(layout: ExperimentLayout, tier: str, subtest: str, skipped: list[
     return runs
 
 
-def _previous(path: Path, model: type[_Model]) -> _Model | None:
-    """The previous version of a derived file, or None when it is missing or invalid."""
-    data = read_dict(path)
+def _previous(path: Path, model: type[_Model], *, runs: bool = True) -> _Model | None:
+    """The previous version of a derived file, or None when it is missing or invalid; without the
+    subtests' runs unless ``runs`` (a result.json read for its clock and order fields)."""
+    data = read_dict(path) if runs else read_dict_without_runs(path)
     if data is None:
         return None
     try:
@@ -87,13 +90,14 @@ def _previous(path: Path, model: type[_Model]) -> _Model | None:
         return None
 
 
-def _previous_tier(layout: ExperimentLayout, tier: str) -> TierResult | None:
+def _previous_tier(layout: ExperimentLayout, tier: str, *, runs: bool = True) -> TierResult | None:
     """The tier's previous ``result.json``: where ProjectScylla keeps it, else the stale copy an
-    earlier scylla-repair wrote to ``<exp>/T0`` of a phased experiment."""
-    previous = _previous(layout.tier_file(tier, "result.json"), TierResult)
+    earlier scylla-repair wrote to ``<exp>/T0`` of a phased experiment (without the runs unless
+    ``runs``)."""
+    previous = _previous(layout.tier_file(tier, "result.json"), TierResult, runs=runs)
     stale = layout.stale_tier_dir(tier)
     if previous is None and stale is not None:
-        previous = _previous(stale / "result.json", TierResult)
+        previous = _previous(stale / "result.json", TierResult, runs=runs)
     return previous
 
 
@@ -168,14 +172,14 @@ def _write_reports(
 
 
 def _write_tier(
-    out: Writer, layout: ExperimentLayout, result: TierResult, selection: BestSubtest, now: str
+    out: Writer, layout: ExperimentLayout, result: TierResult, text: str, selection: BestSubtest, now: str
 ) -> None:
     """Every file of a rebuilt tier: its subtest reports, result, best subtest and reports."""
     tier = result.tier_id
     for sid, sub in result.subtest_results.items():
         out.model(layout.subtest_file(tier, sid, "report.json"), aggregate.subtest_report(sub, now))
         out.text(layout.subtest_file(tier, sid, "report.md"), reports.render_subtest_report(sub, now))
-    out.model(layout.tier_file(tier, "result.json"), result)
+    out.text(layout.tier_file(tier, "result.json"), text)
     out.model(layout.tier_file(tier, "best_subtest.json"), selection)
     _write_reports(
         out,
@@ -189,7 +193,11 @@ def _write_tier(
 def rebuild_aggregates(
     experiment_dir: Path, *, tiers: Sequence[str] | None = None, stamp: str | None = None
 ) -> AggregateRebuild:
-    """Rebuild subtest, tier (only ``tiers``, default all of ``tiers_to_run``) and experiment files."""
+    """Rebuild subtest, tier (only ``tiers``, default all of ``tiers_to_run``) and experiment files.
+
+    One tier at a time (its runs are read, folded and dropped; :mod:`~experiment.regenerate.spill`
+    streams the experiment file), as one write batch (:mod:`experiment.durable`).
+    """
     layout = ExperimentLayout(experiment_dir)
     config = load_model(layout.config_path, ExperimentConfig)
     raw_config = read_json(layout.config_path)
@@ -197,52 +205,62 @@ def rebuild_aggregates(
     summary = AggregateRebuild(experiment=str(layout.root))
     out = Writer(layout.root, stamp or backup_stamp(), summary.written)
     now = utc_now_iso()
-    tier_results: dict[str, TierResult] = {}
+    tier_results: dict[str, TierResult] = {}  # without their runs: the full text is in the spill
     intervals_all: list[Interval] = []
+    moved: list[str] = []
 
-    for tier in config.tiers_to_run:
-        previous_tier = _previous_tier(layout, tier)
-        if tier not in rebuild and previous_tier is not None:
-            tier_results[tier] = previous_tier
-            continue
-        subtests, intervals = _summarize_subtests(layout, tier, summary)
-        intervals_all.extend(intervals)
-        if not subtests:
-            continue
-        duration, inherited = tier_clock(layout, tier, previous_tier, intervals, summary.approximated)
-        tier_result, selection = aggregate.build_tier(
-            tier, subtests, total_duration=duration, inherited_from=inherited
+    with write_batch(), TierSpill() as spill:
+        for tier in config.tiers_to_run:
+            previous_tier = _previous_tier(layout, tier, runs=False)
+            if tier not in rebuild and previous_tier is not None:
+                full = _previous_tier(layout, tier)
+                if full is not None:
+                    spill.add(tier, full)
+                    tier_results[tier] = without_runs(full)
+                continue
+            subtests, intervals = _summarize_subtests(layout, tier, summary)
+            intervals_all.extend(intervals)
+            if not subtests:
+                continue
+            duration, inherited = tier_clock(layout, tier, previous_tier, intervals, summary.approximated)
+            tier_result, selection = aggregate.build_tier(
+                tier, subtests, total_duration=duration, inherited_from=inherited
+            )
+            del subtests
+            text = spill.add(tier, tier_result)
+            if tier in rebuild:  # otherwise computed for the experiment totals only
+                summary.tiers.append(tier)
+                summary.subtests += len(tier_result.subtest_results)
+                _write_tier(out, layout, tier_result, text, selection, now)
+                moved.append(tier)
+            tier_results[tier] = without_runs(tier_result)
+            del tier_result, text
+
+        # The experiment: wall-clock values from the previous file, else from the timing files.
+        previous_exp = _previous(layout.experiment_file("result.json"), ExperimentResult, runs=False)
+        order = _ordered(tier_results, _previous_tier_order(layout, previous_exp))
+        tier_results = {t: tier_results[t] for t in order}
+        started, completed, total_duration = experiment_clock(
+            layout, previous_exp, intervals_all, tier_results, summary.approximated
         )
-        tier_results[tier] = tier_result
-        if tier in rebuild:  # otherwise computed in memory for the experiment totals only
-            summary.tiers.append(tier)
-            summary.subtests += len(tier_result.subtest_results)
-            _write_tier(out, layout, tier_result, selection, now)
-            _move_stale_aside(layout, tier, out.stamp, summary)
-
-    # The experiment: wall-clock values from the previous file, else from the timing files.
-    previous_exp = _previous(layout.experiment_file("result.json"), ExperimentResult)
-    order = _ordered(tier_results, _previous_tier_order(layout, previous_exp))
-    tier_results = {t: tier_results[t] for t in order}
-    started, completed, total_duration = experiment_clock(
-        layout, previous_exp, intervals_all, tier_results, summary.approximated
-    )
-    result = aggregate.build_experiment(
-        raw_config if isinstance(raw_config, dict) else config.to_json_dict(),
-        tier_results,
-        started_at=started,
-        completed_at=completed,
-        total_duration_seconds=total_duration,
-    )
-    out.model(layout.experiment_file("result.json"), result)
-    _write_reports(
-        out,
-        layout.experiment_file,
-        aggregate.experiment_report(result, config.experiment_id, now),
-        reports.render_experiment_report(result, config.experiment_id, result.config, now),
-        reports.render_experiment_summary(result),
-    )
-    out.model(layout.experiment_file("tier_comparison.json"), aggregate.tier_comparison(tier_results))
+        result = aggregate.build_experiment(
+            raw_config if isinstance(raw_config, dict) else config.to_json_dict(),
+            tier_results,
+            started_at=started,
+            completed_at=completed,
+            total_duration_seconds=total_duration,
+        )
+        out.chunks(layout.experiment_file("result.json"), spill.experiment_chunks(result))
+        _write_reports(
+            out,
+            layout.experiment_file,
+            aggregate.experiment_report(result, config.experiment_id, now),
+            reports.render_experiment_report(result, config.experiment_id, result.config, now),
+            reports.render_experiment_summary(result),
+        )
+        out.model(layout.experiment_file("tier_comparison.json"), aggregate.tier_comparison(tier_results))
+    for tier in moved:  # after the batch's commit: the new files are in place first
+        _move_stale_aside(layout, tier, out.stamp, summary)
     summary.best_tier = result.best_overall_tier
     summary.frontier_cop = result.frontier_cop
     summary.total_cost = result.total_cost

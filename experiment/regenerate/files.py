@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from experiment.backups import backup_file, relative_to_experiment
-from experiment.jsonio import atomic_write_text, dumps
+from experiment.jsonio import atomic_write_text, dumps, install_temp, write_temp_beside
 from experiment.models import ScyllaModel, TierComparison
 
 VOLATILE_KEYS = frozenset({"generated_at", "workspace_path", "logs_path", "command_log_path"})
@@ -34,6 +35,22 @@ def read_dict(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it is missing, unreadable or not an object."""
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _without_runs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: v for k, v in pairs if not (k == "runs" and isinstance(v, list))}
+
+
+def read_dict_without_runs(path: Path) -> dict[str, Any] | None:
+    """:func:`read_dict` of a tier or experiment ``result.json`` without the ``runs`` lists of its
+    subtests, dropped while parsing: the clock and order fields of a 20 MB experiment file cost
+    the text, not the ~150 MB of Python objects its runs would be."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")  # str, not bytes: no second copy while parsing
+        value = json.loads(text, object_pairs_hook=_without_runs)
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -90,6 +107,50 @@ def write_if_changed(experiment_dir: Path, path: Path, content: str, stamp: str,
     return True
 
 
+_BLOCK = 1 << 20
+
+
+def _same_bytes(old: Path, new: str) -> bool:
+    """Whether two files hold the same bytes, read a megabyte at a time."""
+    try:
+        with open(old, "rb") as a, open(new, "rb") as b:
+            while True:
+                block = a.read(_BLOCK)
+                if block != b.read(_BLOCK):
+                    return False
+                if not block:
+                    return True
+    except OSError:
+        return False
+
+
+def write_chunks_if_changed(
+    experiment_dir: Path, path: Path, chunks: Iterable[str], stamp: str, written: list[str]
+) -> bool:
+    """:func:`write_if_changed` for a JSON file too big to hold twice (the experiment's
+    ``result.json`` embeds every run): ``chunks`` go straight to the temp file, which is compared
+    with the old file byte by byte, and as data only when the bytes differ."""
+    path = Path(path)
+    tmp = write_temp_beside(path, chunks)
+    try:
+        if path.exists():
+            same = _same_bytes(path, tmp)
+            if not same and (old := read_text(path)) is not None:
+                previous = _comparable_json(old)
+                del old
+                same = previous is not None and previous == _comparable_json(Path(tmp).read_text("utf-8"))
+            if same:
+                Path(tmp).unlink()
+                return False
+            backup_file(experiment_dir, path, stamp)
+        install_temp(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    written.append(str(relative_to_experiment(experiment_dir, path)))
+    return True
+
+
 @dataclass
 class Writer:
     """One pass's writes into one experiment: its backup stamp and the list of files written.
@@ -108,6 +169,10 @@ class Writer:
     def text(self, path: Path, content: str) -> bool:
         """:func:`write_if_changed` of ``content``; True when the file was written."""
         return write_if_changed(self.experiment_dir, path, content, self.stamp, self.written)
+
+    def chunks(self, path: Path, chunks: Iterable[str]) -> bool:
+        """:func:`write_chunks_if_changed`; True when the file was written."""
+        return write_chunks_if_changed(self.experiment_dir, path, chunks, self.stamp, self.written)
 
     def model(self, path: Path, model: ScyllaModel | TierComparison) -> bool:
         """Write ``model`` as its canonical JSON (``to_json_dict``) when it changed."""

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from experiment import aggregate, reports
 from experiment.backups import backup_stamp
 from experiment.consensus import consensus, invalid_slots, load_slots
+from experiment.durable import write_batch
 from experiment.errors import ExperimentError
 from experiment.failures import parse_claude_output
 from experiment.jsonio import dumps
@@ -152,7 +153,7 @@ def _slot_times(paths: RunPaths, slots: Iterable[int]) -> list[tuple[datetime, f
     return times
 
 
-def ensure_judge_timing(out: Writer, paths: RunPaths, slots: Iterable[int]) -> None:
+def ensure_judge_timing(out: Writer, paths: RunPaths, slots: Iterable[int]) -> float:
     """Write ``judge/timing.json`` of a judged run that has none (ProjectScylla writes it for every
     judged run, and its resume reads ``judge_duration`` from it, 0.0 when missing).
 
@@ -160,13 +161,16 @@ def ensure_judge_timing(out: Writer, paths: RunPaths, slots: Iterable[int]) -> N
     (from the earliest start, ``measured_at`` minus the duration, to the latest end), capped at
     their sum so slots judged on different days do not count the days between; ``measured_at`` is
     the latest slot end (now when no slot has a timing), so rebuilding it twice gives the same file.
+
+    Returns the file's ``judge_duration_seconds``, so the caller need not read back a file that a
+    write batch has not renamed into place yet.
     """
     existing = read_dict(paths.judge_timing)
     if existing is not None:
         try:
             JudgeTiming.model_validate(existing)
             if "judge_duration_seconds" in existing:
-                return
+                return float(existing["judge_duration_seconds"])
         except ValidationError:
             pass
     times = _slot_times(paths, slots)
@@ -178,11 +182,15 @@ def ensure_judge_timing(out: Writer, paths: RunPaths, slots: Iterable[int]) -> N
     else:
         duration, measured_at = 0.0, utc_now_iso()
     out.model(paths.judge_timing, JudgeTiming(judge_duration_seconds=duration, measured_at=measured_at))
+    return duration
 
 
-def _judge_duration(paths: RunPaths, slots: Iterable[int]) -> float:
-    """``judge/timing.json`` (the wall time of all judges; it reproduces the sample exactly),
-    else the sum of the slot timings (the original's rule; over-counts HEAD's cumulative slots)."""
+def _judge_duration(paths: RunPaths, slots: Iterable[int], known: float | None = None) -> float:
+    """``judge/timing.json`` (the wall time of all judges; it reproduces the sample exactly;
+    ``known`` when the caller just wrote it), else the sum of the slot timings (the original's
+    rule; over-counts HEAD's cumulative slots)."""
+    if known is not None:
+        return known
     timing = read_dict(paths.judge_timing)
     if timing is not None and "judge_duration_seconds" in timing:
         return float(timing["judge_duration_seconds"])
@@ -271,7 +279,7 @@ def _regenerate_run(exp: Path, key: RunKey, judge_models: list[str], stamp: str)
             message=f"agent finished; no valid judgment among {len(slots)} judge slot(s)",
         )
     out.model(paths.judge_result, agreed)
-    ensure_judge_timing(out, paths, [s.slot for s in slots])
+    judge_timing = ensure_judge_timing(out, paths, [s.slot for s in slots])
 
     # 3. run_result.json: agent + judges + timings; unknown keys of a previous file are kept.
     judges = []
@@ -291,7 +299,7 @@ def _regenerate_run(exp: Path, key: RunKey, judge_models: list[str], stamp: str)
             summary.is_valid = False
         judges.append(summary)
     agent_duration = _agent_duration(paths)
-    judge_duration = _judge_duration(paths, [s.slot for s in slots])
+    judge_duration = _judge_duration(paths, [s.slot for s in slots], judge_timing)
     tokens = agent.token_stats
     run = RunResult(
         run_number=key.run_number,
@@ -344,9 +352,11 @@ def _regenerate_run(exp: Path, key: RunKey, judge_models: list[str], stamp: str)
 def regenerate_chunk(
     experiment_dir: Path, labels: Sequence[str], *, judge_models: Sequence[str], stamp: str | None = None
 ) -> list[RunRegeneration]:
-    """:func:`regenerate_run` over a chunk of run labels (the unit of work of the flow's tasks)."""
+    """:func:`regenerate_run` over a chunk of run labels (the unit of work of the flow's tasks),
+    made durable as one write batch (one sync for the chunk, see :mod:`experiment.durable`)."""
     stamp = stamp or backup_stamp()
-    return [
-        regenerate_run(experiment_dir, RunKey.parse(label), judge_models=judge_models, stamp=stamp)
-        for label in labels
-    ]
+    with write_batch():
+        return [
+            regenerate_run(experiment_dir, RunKey.parse(label), judge_models=judge_models, stamp=stamp)
+            for label in labels
+        ]

@@ -1,0 +1,104 @@
+"""Write batches (experiment.durable) and the streamed experiment result (regenerate.spill)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from experiment.backups import backup_file
+from experiment.durable import current_batch, write_batch
+from experiment.jsonio import atomic_write_text, dumps
+from experiment.models import ExperimentResult
+from experiment.regenerate import rebuild_aggregates
+from experiment.regenerate.spill import TierSpill, without_runs
+from simulation.generator import generate_experiment
+
+
+def test_batch_renames_nothing_until_commit(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text("old")
+    with write_batch():
+        atomic_write_text(tmp_path / "a.json", "new")
+        atomic_write_text(tmp_path / "sub" / "b.json", "b")
+        assert (tmp_path / "a.json").read_text() == "old"
+        assert not (tmp_path / "sub" / "b.json").exists()
+    assert (tmp_path / "a.json").read_text() == "new"
+    assert (tmp_path / "sub" / "b.json").read_text() == "b"
+    assert current_batch() is None
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.json", "b.json", "sub"]  # no temp left
+
+
+def test_batch_exception_changes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text("old")
+    with pytest.raises(RuntimeError), write_batch():
+        atomic_write_text(tmp_path / "a.json", "new")
+        backup_file(tmp_path, tmp_path / "a.json", "S")
+        raise RuntimeError("boom")
+    assert (tmp_path / "a.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".backups", "a.json"]
+    assert not any(p.is_file() for p in (tmp_path / ".backups").rglob("*"))
+
+
+def test_batch_backups_never_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "a.json"
+    target.write_text("v1")
+    with write_batch():
+        backup_file(tmp_path, target, "S")
+        atomic_write_text(target, "v2")
+    with write_batch():
+        backup_file(tmp_path, target, "S")
+        atomic_write_text(target, "v3")
+    kept = tmp_path / ".backups" / "S"
+    assert (kept / "a.json").read_text() == "v1"
+    assert (kept / "a.json.1").read_text() == "v2"
+    assert target.read_text() == "v3"
+
+
+def test_nested_batch_joins_outer(tmp_path: Path) -> None:
+    with write_batch() as outer:
+        with write_batch() as inner:
+            assert inner is outer
+            atomic_write_text(tmp_path / "a", "x")
+        assert not (tmp_path / "a").exists()
+    assert (tmp_path / "a").read_text() == "x"
+
+
+def test_write_outside_batch_keeps_mode(tmp_path: Path) -> None:
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    os.chmod(target, 0o640)
+    with write_batch():
+        atomic_write_text(target, "new")
+    assert (target.stat().st_mode & 0o777) == 0o640
+
+
+def test_spilled_experiment_text_equals_full_dump(tmp_path: Path) -> None:
+    """The streamed experiment result.json is byte for byte the dump of the full tree."""
+    exp = tmp_path / "exp"
+    generate_experiment(
+        exp,
+        tiers=["T0", "T1"],
+        subtests_per_tier=2,
+        runs_per_subtest=3,
+        seed=7,
+        mix={"completed": 1.0},
+        with_base_repo=False,
+    )
+    rebuild_aggregates(exp)
+    text = (exp / "result.json").read_text(encoding="utf-8")
+    full = ExperimentResult.model_validate(json.loads(text))
+    assert sum(len(s.runs) for t in full.tier_results.values() for s in t.subtest_results.values()) == 12
+    assert text == dumps(full.to_json_dict())
+    tier = full.tier_results["T0"]
+    runless = without_runs(tier)
+    for sid, sub in runless.subtest_results.items():
+        assert len(sub.runs) == (len(tier.subtest_results[sid].runs) if sid == tier.best_subtest else 0)
+    with TierSpill() as spill:
+        for tier_id, result in full.tier_results.items():
+            spill.add(tier_id, result)
+        light = full.model_copy(
+            update={"tier_results": {t: without_runs(r) for t, r in full.tier_results.items()}}
+        )
+        assert "".join(spill.experiment_chunks(light)) == text
