@@ -511,6 +511,15 @@ class CheckpointShape(Shape):
 _RUN = r"(?:completed/|in_progress/)?T[0-6]/\d{2}/run_\d{2,}"
 _SUB = r"(?:completed/)?T[0-6]/\d{2}"
 _TIER = r"(?:completed/)?T[0-6]"
+
+
+class OwnRecordShape(BaseModel):
+    """A file of ours that no ProjectScylla reader opens (a judge slot's ``request.json``: the
+    request parameters and system prompt it was judged with); it must only be a JSON object."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 SHAPES: list[tuple[re.Pattern[str], type[BaseModel] | None]] = [
     (re.compile(rf"^{_RUN}/run_result\.json$"), RunResultShape),
     (re.compile(rf"^{_RUN}/report\.json$"), RunReportShape),
@@ -521,6 +530,7 @@ SHAPES: list[tuple[re.Pattern[str], type[BaseModel] | None]] = [
     (re.compile(rf"^{_RUN}/judge/timing\.json$"), JudgeTimingShape),
     (re.compile(rf"^{_RUN}/judge/judge_\d{{2,}}/timing\.json$"), JudgeTimingShape),
     (re.compile(rf"^{_RUN}/judge/judge_\d{{2,}}/judgment\.json$"), JudgeResultShape),
+    (re.compile(rf"^{_RUN}/judge/judge_\d{{2,}}/request\.json$"), OwnRecordShape),
     (re.compile(rf"^{_SUB}/report\.json$"), SubtestReportShape),
     (re.compile(rf"^{_SUB}/config_manifest\.json$"), ResourceManifestShape),
     (re.compile(rf"^{_TIER}/result\.json$"), TierResultShape),
