@@ -221,6 +221,11 @@ def interruptible(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        if fired.is_set():
+            # End as the watchdog would, without atexit handlers: they would talk to the
+            # temporary API server the same Ctrl+C killed (a Prefect limit's holder record was
+            # dropped while its slot stayed taken, and the next repair waited on it).
+            hard_exit()
 
 
 def _quietly(call: Callable[[], object]) -> None:
