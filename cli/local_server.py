@@ -222,6 +222,9 @@ def use_background_server(echo: Callable[[str], object] = print) -> str | None:
     if configured:
         return configured.rstrip("/").removesuffix("/api")
     if os.environ.get(OPT_OUT, "").strip().lower() in ("1", "true", "yes"):
+        # Prefect gives its temporary server 20 s to answer; on a busy 2-core machine it needed
+        # up to a minute here, and the repair died with "Timed out ... ephemeral Prefect API".
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
         return None
     if running_url(home) is None:
         echo(

@@ -160,6 +160,9 @@ def rerun_judges(
     check_can_judge(context)  # one line, before Prefect starts
     RepairLock(context.layout).ensure_free()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from cli.local_server import use_background_server
+
+    use_background_server(lambda line: typer.echo(line, err=True))  # before Prefect loads
     from flows.rerun_judges import rerun_judges as rerun_judges_flow
 
     quiet_terminal(int(verbose))  # the terminal stays quiet; the run's log still reaches the API
