@@ -92,29 +92,26 @@ class _JudgesFailed(Exception):
 def _rerun(settings: RepairSettings, label: str, record: RunRepair) -> bool:
     """Archive, workspace, agent; False when the agent failed (``record`` says why).
 
-    Ctrl+C / SIGTERM: the agent slot is taken *before* archiving, and the run is archived only
-    if no stop was asked for meanwhile, so a run that had not started stays exactly as it was;
-    a stop between the archive and the agent's start puts the run back (``operations.unstarted``).
-    The agent step's own agent_slot() nests (no second slot).
+    Ctrl+C / SIGTERM: a run is archived only if no stop was asked for, and a stop between the
+    archive and the agent's start puts the run back (``operations.unstarted``), so a run that had
+    not started stays exactly as it was.
     """
-    budget = budget_for(settings)
-    budget.check_can_start()
-    with budget.agent_slot():
-        if stopping():
-            record.outcome, record.reason = "deferred", "not started: the repair was interrupted"
-            return False
-        with own_transaction():
-            record.archived_to = archive_step(settings, label)
-            try:
-                with _preparing(settings, label, record.archived_to):
-                    workspace_step(settings, label)
-                    outcome = _value(
-                        agent_step.with_options(result_storage=settings.results_dir)(settings, label)
-                    )
-            except BaseException:  # a stop between archive and agent start (AgentInterrupted, or
-                if stopping():  # the API gone with the interrupted server): put the run back
-                    _put_back_if_unstarted(settings, label, record.archived_to)
-                raise
+    budget_for(settings).check_can_start()
+    if stopping():
+        record.outcome, record.reason = "deferred", "not started: the repair was interrupted"
+        return False
+    with own_transaction():
+        record.archived_to = archive_step(settings, label)
+        try:
+            with _preparing(settings, label, record.archived_to):
+                workspace_step(settings, label)
+                outcome = _value(
+                    agent_step.with_options(result_storage=settings.results_dir)(settings, label)
+                )
+        except BaseException:  # a stop between archive and agent start (AgentInterrupted, or
+            if stopping():  # the API gone with the interrupted server): put the run back
+                _put_back_if_unstarted(settings, label, record.archived_to)
+            raise
     if isinstance(outcome, Deferral):
         raise outcome.exception()
     record.cost_usd = outcome.cost_usd
