@@ -295,6 +295,9 @@ SubtestOption = Annotated[
 RunsOption = Annotated[
     str | None, typer.Option("--runs", metavar="N,N,...", help="Only these run numbers, e.g. 1,5,7.")
 ]
+SkipRegenerateOption = Annotated[
+    bool, typer.Option("--skip-regenerate", help="Do not rebuild subtest, tier and experiment results.")
+]
 TiersDirOption = Annotated[
     Path | None,
     typer.Option(

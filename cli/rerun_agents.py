@@ -20,6 +20,7 @@ from cli.common import (
     JsonOption,
     PlainUsage,
     RunsOption,
+    SkipRegenerateOption,
     SubtestOption,
     TierOption,
     TiersDirOption,
@@ -70,9 +71,7 @@ def rerun_agents(
     tier: TierOption = None,
     subtest: SubtestOption = None,
     runs: RunsOption = None,
-    skip_regenerate: Annotated[
-        bool, typer.Option("--skip-regenerate", help="Do not rebuild subtest, tier and experiment results.")
-    ] = False,
+    skip_regenerate: SkipRegenerateOption = False,
     tiers_dir: TiersDirOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = 0,

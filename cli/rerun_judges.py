@@ -20,6 +20,7 @@ from cli.common import (
     ExperimentDirArgument,
     JsonOption,
     RunsOption,
+    SkipRegenerateOption,
     SubtestOption,
     TierOption,
     TiersDirOption,
@@ -126,9 +127,7 @@ def rerun_judges(
     tier: TierOption = None,
     subtest: SubtestOption = None,
     runs: RunsOption = None,
-    skip_regenerate: Annotated[
-        bool, typer.Option("--skip-regenerate", help="Do not rebuild subtest, tier and experiment results.")
-    ] = False,
+    skip_regenerate: SkipRegenerateOption = False,
     tiers_dir: TiersDirOption = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
