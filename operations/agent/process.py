@@ -14,8 +14,8 @@ run again. Two guards:
 * :func:`stop_agents` (called on Ctrl+C by the CLI): SIGTERM, then SIGKILL, to every agent process
   group still running, and no new agent starts in this process afterwards.
 
-The agent's stdout and stderr go straight into files (``stdout.log``/``stderr.log`` of the run's
-``agent/``), not into pipes: the moment the agent exits, everything it printed is on disk, so a
+The agent's stdout and stderr go straight into files (the caller's, in the run's ``agent/``), not
+into pipes: the moment the agent exits, everything it printed is on disk, so a
 repair killed right after (before ``result.json``) loses nothing and a resume can recognise the
 finished agent from those files instead of paying for it again.
 """

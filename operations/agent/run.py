@@ -12,10 +12,14 @@ timeout gives the original's crash result (exit -1, zero tokens); unlike the ori
 ``stderr.log`` is written then too and says what happened, so a timed-out run is never mistaken
 for one that never started.
 
-stdout and stderr stream into ``stdout.log``/``stderr.log`` while the agent runs, so an agent that
-exited just before the repair was killed is still on disk: :func:`finished_agent` recognises it
-(from ``result.json``, else from claude's final result object in ``stdout.log``) and
-:func:`recover_agent` completes its records, so a resume never pays for it again.
+stdout and stderr stream into ``stdout.live.log``/``stderr.live.log`` while the agent runs, so an
+agent that exited just before the repair was killed is still on disk: :func:`finished_agent`
+recognises it (from ``result.json``, else from claude's final result object in the streamed
+stdout) and :func:`recover_agent` completes its records, so a resume never pays for it again.
+The streams are not written under ProjectScylla's names while the agent runs: an ``agent/stderr.log``
+without output means "the agent ran and failed" to ProjectScylla's classifier (and ours), so a
+run killed or stopped mid-agent would read as ``failed`` instead of ``partial``. The live files
+are removed once the final records are written.
 
 The outcome is classified by :func:`experiment.failures.classify_agent_outcome` (one taxonomy for
 the whole tool). This module does not retry and does not import Prefect; the caller's retry policy
@@ -77,7 +81,9 @@ COST_FROM_TOKENS = "token_pricing"
 """``cost_source`` of an ``agent/result.json`` whose cost was computed from the tokens (the agent
 reported none); ``cost_note`` then says how. ProjectScylla reads only its own keys of this file."""
 INTERRUPTED_NOTE = "Stopped: the repair was interrupted (Ctrl+C); the next run starts it over"
-"""Appended to ``stderr.log`` of an agent stopped by :func:`stop_agents`: not an outcome."""
+"""Ends ``interrupted.log`` of an agent stopped by :func:`stop_agents`: not an outcome."""
+LIVE_STDOUT, LIVE_STDERR = "stdout.live.log", "stderr.live.log"
+"""Where the agent's output streams while it runs (``agent/``); see the module docstring."""
 
 
 class AgentOutcome(BaseModel):
@@ -198,7 +204,7 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
 
     Never raises for an agent problem: the outcome carries the classified failure. Files are
     written even when the binary cannot be started. stdout and stderr stream into
-    ``agent/stdout.log`` and ``agent/stderr.log`` while the agent runs (:func:`finished_agent`).
+    ``agent/`` (:data:`LIVE_STDOUT`, :data:`LIVE_STDERR`) while the agent runs (:func:`finished_agent`).
     """
     if stopping():  # Ctrl+C came first: write nothing, so the caller can put the run back as it was
         raise AgentInterrupted(f"agent in {workspace} not started: the repair was interrupted")
@@ -222,8 +228,8 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
             call.workspace,
             call.env,
             settings,
-            call.agent_dir / "stdout.log",
-            call.agent_dir / "stderr.log",
+            call.agent_dir / LIVE_STDOUT,
+            call.agent_dir / LIVE_STDERR,
         )
     if stopping() and run.spawn_error is not None:  # stopped before it was spawned: no trace,
         (call.agent_dir / "command_log.json").unlink(missing_ok=True)  # so the caller puts the run back
@@ -254,18 +260,19 @@ class FinishedAgent:
 def finished_agent(run_dir: Path) -> FinishedAgent | None:
     """The agent of ``run_dir``'s current attempt, if its process ended; read-only.
 
-    ``result.json`` says so once recorded. Before that, the streamed ``stdout.log`` does when it
-    holds claude's final result object: the agent printed it and exited, and the repair died
-    before recording it (SIGKILL). A crashed or timed-out attempt (exit -1) counts as unfinished.
+    ``result.json`` says so once recorded. Before that, the streamed stdout does when it holds
+    claude's final result object: the agent printed it and exited, and the repair died before
+    recording it (SIGKILL). A crashed or timed-out attempt (exit -1) counts as unfinished.
     """
     agent_dir = Path(run_dir) / "agent"
     if (agent_dir / "interrupted.log").exists():  # stopped by Ctrl+C (another branch's record of it)
         return None
-    try:
-        stdout = (agent_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
-        stderr = (agent_dir / "stderr.log").read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    streams = _read_streams(agent_dir, "stdout.log", "stderr.log") or _read_streams(
+        agent_dir, LIVE_STDOUT, LIVE_STDERR
+    )
+    if streams is None:
         return None
+    stdout, stderr = streams
     run = ProcessRun()
     run.stdout, run.stderr = stdout, stderr
     try:
@@ -281,6 +288,16 @@ def finished_agent(run_dir: Path) -> FinishedAgent | None:
         return None
     run.exit_code = recorded.exit_code
     return FinishedAgent(run, timing.agent_duration_seconds)
+
+
+def _read_streams(agent_dir: Path, stdout_name: str, stderr_name: str) -> tuple[str, str] | None:
+    try:
+        return (
+            (agent_dir / stdout_name).read_text(encoding="utf-8", errors="replace"),
+            (agent_dir / stderr_name).read_text(encoding="utf-8", errors="replace"),
+        )
+    except OSError:
+        return None
 
 
 def recover_agent(
@@ -352,6 +369,8 @@ def _record(call: _Invocation, run: ProcessRun, duration: float) -> AgentOutcome
     atomic_write_json(agent_dir / "result.json", result.to_json_dict())
     version_binary = settings.claude_binary if settings.command is None else call.argv[0]
     write_model_md(agent_dir, settings.model, claude_version(version_binary, call.env, call.workspace))
+    for live in (LIVE_STDOUT, LIVE_STDERR):  # recorded above under ProjectScylla's names
+        (agent_dir / live).unlink(missing_ok=True)
 
     if stopping():  # interrupted: run_agent raises; nothing to commit
         committed = False

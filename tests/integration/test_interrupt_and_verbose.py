@@ -7,8 +7,8 @@
 * ``-v`` tells our story at INFO (archive, worktree, agent argv and exit + failure class, judge
   calls and outcomes, checkpoint writes) without third-party DEBUG; ``-vv`` brings that too.
 
-The processes are the real console script on Prefect's temporary server (harness shared with
-``test_crash_resume``).
+The processes are the real console script on the test run's shared Prefect server (harness shared
+with ``test_crash_resume``).
 """
 
 from __future__ import annotations
@@ -25,13 +25,6 @@ from simulation.claude_log import runs
 from simulation.messages_server import MessagesServer, ServerBehavior
 from tests.integration.test_crash_resume import Repairs, make_experiment, with_suppressed
 from tests.integration.test_crash_resume import pytestmark as pytestmark  # skip without the console script
-
-KNOWN_HANG = pytest.mark.skipif(
-    os.environ.get("SCYLLA_RUN_KNOWN_HANGS") != "1",
-    reason="open: after the issue-12/16 merge the CLI repair did not start its first agent within "
-    "the test's wait on this loaded machine (see the session-2 closing note); run with "
-    "SCYLLA_RUN_KNOWN_HANGS=1",
-)
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +104,13 @@ def interrupt(repairs: Repairs, what: str, when) -> None:
         assert after[run] == "partial", (what, run, after[run])
 
 
-@KNOWN_HANG
-def test_ctrl_c_at_several_instants_leaves_unstarted_runs_alone(tmp_path, prefect_home, judge_server):
+def test_ctrl_c_at_several_instants_leaves_unstarted_runs_alone(
+    tmp_path, prefect_home, judge_server, prefect_server_url
+):
     exp = make_experiment(
         tmp_path, {"missing": 0.5, "failed": 0.3, "partial": 0.2}, runs_per_subtest=30, seed=12
     )
-    repairs = Repairs(exp, tmp_path, prefect_home, judge_server)
+    repairs = Repairs(exp, tmp_path, prefect_home, judge_server, prefect_server_url)
     repairs.env["FAKE_CLAUDE_DELAY"] = "1.5"
     argv = repairs.argv
     repairs.argv = lambda *extra: (
@@ -147,9 +141,9 @@ STORY = [
 ]
 
 
-def test_story_at_v_and_only_vv_adds_library_debug(tmp_path, prefect_home, judge_server):
+def test_story_at_v_and_only_vv_adds_library_debug(tmp_path, prefect_home, judge_server, prefect_server_url):
     exp = make_experiment(tmp_path, {"failed": 1.0}, runs_per_subtest=2, seed=3)
-    repairs = Repairs(exp, tmp_path, prefect_home, judge_server)
+    repairs = Repairs(exp, tmp_path, prefect_home, judge_server, prefect_server_url)
     repairs.env["FAKE_CLAUDE_DELAY"] = "0"
     script = tmp_path / "script.json"
     script.write_text('{"rules": [{"match": "/run_01", "modes": ["fail"]}], "default": "success"}')

@@ -270,7 +270,9 @@ def test_an_agent_that_ended_before_the_repair_died_is_recognised_from_its_strea
     done = run_agent(run_dir, workspace, _settings())
     agent = run_dir / "agent"
     for name in ("result.json", "timing.json", "output.txt", "MODEL.md", "cmd_0000_stdout.log"):
-        (agent / name).unlink()  # as if the repair died before recording anything
+        (agent / name).unlink()  # as if the repair died before recording anything:
+    for name in ("stdout", "stderr"):  # only the live streams are on disk then
+        (agent / f"{name}.log").rename(agent / f"{name}.live.log")
     finished = finished_agent(run_dir)
     assert finished is not None and finished.final and finished.failure is None
     again = recover_agent(run_dir, workspace, _settings(), finished)
@@ -290,3 +292,25 @@ def test_a_half_written_or_transient_attempt_is_not_a_finished_agent(prepared):
         (run_dir / "agent" / name).unlink()
     (run_dir / "agent" / "stdout.log").write_text('{"type":"result","is_err')  # cut mid-line
     assert finished_agent(run_dir) is None
+
+
+def test_a_run_whose_agent_is_running_or_was_killed_mid_agent_is_partial(prepared):
+    """The streamed output is not under ProjectScylla's names while the agent runs: its
+    classifier (and ours) reads ``agent/stderr.log`` without output as "ran and failed"."""
+    import threading
+
+    from experiment.status import RunStatus, classify_run
+
+    run_dir, workspace = prepared.run_dir, prepared.workspace
+    agent = run_dir / "agent"
+    settings = _settings("hang", timeout_seconds=2, kill_grace_seconds=1)
+    worker = threading.Thread(target=run_agent, args=(run_dir, workspace, settings))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not (agent / "stdout.live.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (agent / "stdout.live.log").exists() and not (agent / "stderr.log").exists()
+    assert classify_run(run_dir).status is RunStatus.PARTIAL  # as a SIGKILL of the repair leaves it
+    worker.join()
+    assert classify_run(run_dir).status is RunStatus.FAILED  # timed out: recorded as the original does
+    assert not list(agent.glob("*.live.log"))  # recorded under ProjectScylla's names only
