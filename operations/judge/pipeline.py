@@ -11,7 +11,9 @@ pipeline section reads as its siblings' did:
   monorepo, ``./bazelw build //mojo/...``, ``./bazelw run format`` and ``pixi run tests``), then
   pre-commit.
 
-The tools are looked up in this interpreter's bin dir first (our install ships ruff, pytest and
+The tools are looked up in ``SCYLLA_PIPELINE_TOOLS`` first when it is set (a bin dir, e.g. the
+environment the experiment ran in, so a re-judged run's pipeline output comes from the very tool
+versions its siblings' did), then in this interpreter's bin dir (our install ships ruff, pytest and
 pre-commit), then on PATH, so no set-up is needed. Byte code goes to a ``PYTHONPYCACHEPREFIX``
 outside the workspace, so the pipeline leaves no ``__pycache__`` the rubric would count against
 the agent. Each command runs as an argument list in its own process group; a timeout kills the group.
@@ -31,15 +33,29 @@ from pathlib import Path
 
 from operations.judge.pipeline_result import PipelineResult
 
-__all__ = ["SCRIPT_OUTPUT_LIMIT", "is_modular_repo", "pipeline_env", "run_pipeline", "tool_path"]
+__all__ = [
+    "PIPELINE_TOOLS_ENV",
+    "SCRIPT_OUTPUT_LIMIT",
+    "is_modular_repo",
+    "pipeline_env",
+    "run_pipeline",
+    "tool_path",
+]
 
 SCRIPT_OUTPUT_LIMIT = 500
 """Characters of a workspace script's stdout (and of its stderr) shown in the build step."""
 
 
+PIPELINE_TOOLS_ENV = "SCYLLA_PIPELINE_TOOLS"
+"""A bin dir whose tools the pipeline prefers (see the module docstring)."""
+
+
 def tool_path() -> str:
-    """PATH with this interpreter's bin dir first: where our install puts ruff, pytest, pre-commit."""
-    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    """PATH for the pipeline: ``SCYLLA_PIPELINE_TOOLS`` if set, then this interpreter's bin dir
+    (where our install puts ruff, pytest, pre-commit), then the caller's PATH."""
+    chosen = os.environ.get(PIPELINE_TOOLS_ENV, "").strip()
+    dirs = [chosen] if chosen else []
+    return os.pathsep.join([*dirs, str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
 
 
 def pipeline_env() -> dict[str, str]:

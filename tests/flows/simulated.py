@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from operations.judge.pipeline import PIPELINE_TOOLS_ENV
+from simulation import TOOLCHAIN_DIR
 from simulation.claude_log import count_starts, fake_claude_bin, read_invocations
 from simulation.messages_server import MessagesServer, ServerBehavior
 
@@ -34,8 +36,14 @@ class Provider:
 
 @contextmanager
 def simulated_provider(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, behavior: ServerBehavior | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    behavior: ServerBehavior | None = None,
+    *,
+    simulated_pipeline: bool = True,
 ) -> Iterator[Provider]:
+    """The fake ``claude``, the local Messages server and (unless ``simulated_pipeline=False``)
+    the simulated pipeline toolchain, for the duration of the block."""
     with MessagesServer(behavior or ServerBehavior()) as server:
         log = tmp_path / "fake-claude.log"
         script = tmp_path / "fake-claude-script.json"
@@ -44,5 +52,7 @@ def simulated_provider(
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-a-secret")
         monkeypatch.setenv("FAKE_CLAUDE_LOG", str(log))
+        if simulated_pipeline:
+            monkeypatch.setenv(PIPELINE_TOOLS_ENV, str(TOOLCHAIN_DIR))
         monkeypatch.setenv("FAKE_CLAUDE_SCRIPT", str(script))
         yield Provider(server, log, script)

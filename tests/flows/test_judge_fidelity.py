@@ -73,7 +73,7 @@ def prepare(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def test_rejudged_runs_read_as_their_siblings(tmp_path, monkeypatch):
     exp, stored = prepare(tmp_path)
     checkout = make_fake_checkout(tmp_path / "ProjectScylla")
-    with simulated_provider(monkeypatch, tmp_path) as provider:
+    with simulated_provider(monkeypatch, tmp_path, simulated_pipeline=False) as provider:
         summary = rerun_agents(str(exp), tiers_dir=str(checkout))
         assert provider.server.stats()["systems"] == [FAKE_JUDGE_SYSTEM_PROMPT]
         assert provider.agent_starts() == 0
@@ -100,7 +100,7 @@ def test_rejudged_runs_read_as_their_siblings(tmp_path, monkeypatch):
 
 def test_fallback_is_said_in_the_summary_and_the_slots(tmp_path, monkeypatch):
     exp, _ = prepare(tmp_path)
-    with simulated_provider(monkeypatch, tmp_path) as provider:
+    with simulated_provider(monkeypatch, tmp_path, simulated_pipeline=False) as provider:
         summary = rerun_agents(str(exp), tiers_dir=str(TIERS_FIXTURE), runs=[1], tiers=["T0"])
         assert provider.server.stats()["systems"] == [JUDGE_SYSTEM_PROMPT]
     notes = [note for note in summary.notes if "NOT be comparable" in note]

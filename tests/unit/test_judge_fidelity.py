@@ -258,3 +258,19 @@ def test_dry_run_says_whether_judgments_will_be_comparable(fixture_experiment: P
     missing = [str(fixture_experiment), "--dry-run", "--judge-system-prompt", str(tmp_path / "nope.md")]
     assert run_command(app, missing, "rerun-agents") == 2
     assert "The judge system prompt file does not exist" in capsys.readouterr().err
+
+
+def test_pipeline_tools_dir_is_preferred_to_ours(workspace: Path, tmp_path: Path, monkeypatch) -> None:
+    """SCYLLA_PIPELINE_TOOLS names the toolchain the experiment ran with: its tools win over
+    our install's, and what it lacks still comes from ours."""
+    tools = tmp_path / "their-env"
+    tools.mkdir()
+    fake_ruff = tools / "ruff"
+    fake_ruff.write_text("#!/bin/sh\necho 'their ruff 0.0.1'\nexit 0\n")
+    fake_ruff.chmod(0o755)
+    monkeypatch.setenv("SCYLLA_PIPELINE_TOOLS", str(tools))
+    result = run_pipeline(workspace, "python")
+    assert "their ruff 0.0.1" in result.format_output
+    assert "collected 0 items" in result.test_output  # pytest: ours
+    monkeypatch.delenv("SCYLLA_PIPELINE_TOOLS")
+    assert "their ruff" not in run_pipeline(workspace, "python").format_output
