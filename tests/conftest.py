@@ -6,9 +6,12 @@ Prefect is configured through the environment before anything imports it, so no 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -102,6 +105,48 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------------------------------
+# A migrated Prefect database, made once per test run and copied wherever a server starts.
+# --------------------------------------------------------------------------------------------------
+
+_DB_TEMPLATE = "prefect-template.db"
+
+
+def seed_prefect_database(target: Path) -> Path:
+    """Put a copy of an already migrated Prefect SQLite database at ``target`` (unless one is
+    there) and return ``target``.
+
+    Why: a Prefect server that starts on a fresh database runs every migration first, ~14 s of
+    CPU here, and a test run starts about ten servers (one test harness per xdist worker, the
+    shared server, the integration modules' own). The first caller migrates a template under a
+    file lock, in the shared temporary dir; every server then starts on a copy."""
+    if target.exists():
+        return target
+    shared = Path(os.environ[_SHARED_HOME_ENV])
+    template = shared / _DB_TEMPLATE
+    with (shared / "prefect-template.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            scratch = Path(tempfile.mkdtemp(prefix="scylla-repair-db-template-"))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+            env.update(
+                PREFECT_HOME=str(scratch),
+                PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{scratch / 'prefect.db'}",
+            )
+            subprocess.run(
+                [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=600,
+            )
+            os.replace(scratch / "prefect.db", template)  # the upgrade closed it: no -wal left
+            shutil.rmtree(scratch, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, target)
+    return target
+
+
 @pytest.fixture(scope="session")
 def prefect_server_url() -> str:
     """The API URL (``http://127.0.0.1:PORT/api``) of one real ``prefect server start`` shared by
@@ -112,7 +157,9 @@ def prefect_server_url() -> str:
     names (flow runs, limits, pools) per test. In-process flows keep using the test harness."""
     from cli.local_server import ensure_server
 
-    url, _ = ensure_server(Path(os.environ[_SHARED_HOME_ENV]), preferred_port=0)  # not 4200: yours
+    home = Path(os.environ[_SHARED_HOME_ENV])
+    seed_prefect_database(home / "prefect.db")
+    url, _ = ensure_server(home, preferred_port=0)  # not 4200: yours
     return url
 
 

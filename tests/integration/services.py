@@ -277,6 +277,10 @@ def prefect_server(
     server_env = dict(env, PREFECT_UI_ENABLED="false", **settings)
     if database_url:
         server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    else:
+        from tests.conftest import seed_prefect_database
+
+        seed_prefect_database(home / "prefect.db")
     args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with process(args, server_env, log) as proc, httpx.Client(base_url=api_url, timeout=10) as api:
         wait_for(lambda: healthy(api) or proc.poll() is not None, 180, "the Prefect server")

@@ -25,6 +25,7 @@ from simulation.claude_log import count_starts, fake_claude_bin
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
 from tasks.artifacts import artifact_key
+from tests.conftest import seed_prefect_database
 from tests.integration.services import free_port, healthy, prefect, prefect_env, process, wait_for
 
 pytestmark = pytest.mark.integration
@@ -51,6 +52,7 @@ def test_deploy_run_and_schedule(tmp_path: Path):
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = prefect_env(tmp_path / "prefect-home", api_url, PREFECT_UI_ENABLED="false")
+    seed_prefect_database(tmp_path / "prefect-home" / "prefect.db")
     logs = tmp_path / "logs"
     logs.mkdir()
     with ExitStack() as stack, httpx.Client(base_url=api_url, timeout=10) as api:

@@ -35,6 +35,7 @@ from simulation import TOOLCHAIN_DIR
 from simulation.claude_log import fake_claude_bin, runs, write_script
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
+from tests.conftest import seed_prefect_database
 from tests.integration.test_crash_resume import _running, assert_every_json_parses, with_suppressed
 from tests.integration.test_deployments import (
     POOL,
@@ -68,6 +69,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("prefect-server")
+    seed_prefect_database(home / "prefect.db")
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = prefect_env(home, api_url)
