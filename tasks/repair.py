@@ -37,6 +37,7 @@ from experiment.status import RunStatus
 from operations.agent.process import stopping
 from operations.budget import BudgetExhausted, QuotaPaused
 from operations.outcome import RunRepair
+from operations.release import release_worktree
 from operations.settings import RepairSettings, budget_for, context_for
 from operations.unstarted import preparing, put_back_unstarted
 from tasks.artifacts import run_finished
@@ -77,6 +78,12 @@ def _put_back_if_unstarted(settings: RepairSettings, label: str, archived_to: st
     context = context_for(settings)
     base_repo = context.layout.find_base_repo(context.config.task_repo)
     put_back_unstarted(context.layout, RunKey.parse(label), base_repo, archived_to)
+
+
+def _release_worktree(settings: RepairSettings, label: str) -> None:
+    context = context_for(settings)
+    base_repo = context.layout.find_base_repo(context.config.task_repo)
+    release_worktree(context.layout, RunKey.parse(label), base_repo)
 
 
 def _preparing(settings: RepairSettings, label: str, archived_to: str | None) -> AbstractContextManager[None]:
@@ -168,6 +175,8 @@ def repair_run(settings: RepairSettings, label: str, status: RunStatus) -> RunRe
     """Repair one run: re-run agent + judges (failed/partial/missing) or regenerate (results)."""
     record = _repair(settings, label, status)
     run_finished(settings.repair_id, label, record.outcome, record.cost_usd)  # progress bars: now
+    if record.outcome == "succeeded":  # judged and checkpointed: its worktree is no longer needed
+        _release_worktree(settings, label)
     logger = get_run_logger()
     if record.outcome == "failed":
         logger.error("repair of %s failed: %s: %s", label, record.failure_class or "failed", record.reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,17 @@ def test_full_repair_of_every_status(tmp_path, monkeypatch):
             tier, subtest, name = run.split("/")
             assert checkpoint.completed_runs[tier][subtest][str(int(name[4:]))] in ("passed", "failed")
             assert checkpoint.run_states[tier][subtest][str(int(name[4:]))] == "report_written"
+            # Released as ProjectScylla releases a finished run: no worktree stays registered,
+            # the files stay (the generated siblings keep their workspace/), the branch stays.
+            assert (exp / run / "workspace" / "hello.py").is_file() and not (
+                exp / run / "workspace" / ".git"
+            ).exists()
+        worktrees = subprocess.run(
+            ["git", "-C", str(exp / "repo"), "worktree", "list", "--porcelain"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert worktrees.count("worktree ") == 1, worktrees  # the base repository's own only
 
         # A second invocation does nothing.
         before_archives, before_starts = archived(exp), provider.agent_starts()

@@ -52,7 +52,8 @@ from tests.integration.services import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+# One worker runs the module (``--dist loadgroup``): its PostgreSQL cluster and server are made once.
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.xdist_group("scale-out")]
 
 PROJECT = Path(__file__).resolve().parents[2]
 TIERS = PROJECT / "tests" / "fixtures" / "scylla-tiers"

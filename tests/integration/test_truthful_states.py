@@ -48,7 +48,8 @@ from tests.integration.test_deployments import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
+# One worker runs the module (``--dist loadgroup``): its Prefect server is started once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("truthful-states")]
 
 RERUN_AGENTS = Path(sys.executable).parent / "rerun-agents"
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")

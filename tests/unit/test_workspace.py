@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -219,3 +220,47 @@ def test_parallel_worktrees_on_one_base_repo_do_not_race(tmp_path: Path) -> None
     assert sorted(branches) == sorted(_branch(ctx, k) for k in keys)
     listed = _git(ctx.root / "repo", "worktree", "list")
     assert all(str(ctx.layout.run_dir(k) / "workspace") in listed for k in keys)
+
+
+def test_a_finished_runs_worktree_is_released_as_its_siblings_were(tmp_path: Path):
+    """ProjectScylla removes a finished run's worktree (WORKTREE_CLEANED) and keeps its branch:
+    with siblings that have no workspace/ the checkout goes; with siblings that kept theirs only
+    the registration goes."""
+    from operations.release import release_worktree
+
+    gen = generate_experiment(
+        tmp_path / "exp", tiers=["T1"], subtests_per_tier=1, runs_per_subtest=2, tiers_dir=TIERS
+    )
+    ctx = load_context(gen.path, TIERS)
+    base = gen.path / "repo"
+    key = RunKey("T1", "01", 1)
+    sibling = ctx.layout.run_dir(RunKey("T1", "01", 2))
+
+    def registered() -> int:
+        listing = subprocess.run(["git", "-C", str(base), "worktree", "list"], capture_output=True, text=True)
+        return len(listing.stdout.splitlines())
+
+    def prepared() -> Path:
+        archive_run(ctx.layout, key, base)
+        info = prepare_workspace(ctx, key, base_repo=base)
+        assert registered() == 2
+        return info.workspace
+
+    (sibling / "run_result.json").write_text("{}")  # a finished sibling that kept its workspace/
+    assert (sibling / "workspace").is_dir()
+    workspace = prepared()
+    release_worktree(ctx.layout, key, base)
+    assert registered() == 1 and workspace.is_dir() and not (workspace / ".git").exists()
+
+    shutil.rmtree(sibling / "workspace")  # its harness removed it
+    workspace = prepared()
+    branch = subprocess.run(
+        ["git", "-C", str(workspace), "branch", "--show-current"], capture_output=True, text=True
+    )
+    release_worktree(ctx.layout, key, base)
+    assert registered() == 1 and not workspace.exists()
+    branches = subprocess.run(
+        ["git", "-C", str(base), "branch", "--list"], capture_output=True, text=True
+    ).stdout
+    assert branch.stdout.strip() in branches  # the agent's work stays reachable
+    release_worktree(ctx.layout, key, base)  # nothing left to release: a no-op
