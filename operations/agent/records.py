@@ -7,8 +7,12 @@ writes them: ``command_log.json``, ``replay.sh`` and ``MODEL.md``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from experiment.jsonio import atomic_write_json, atomic_write_text
@@ -77,8 +81,34 @@ def write_replay(
     path.chmod(0o755)
 
 
+_VERSIONS: dict[tuple[str, int, int], str] = {}
+_VERSIONS_LOCK = threading.Lock()
+
+
 def claude_version(binary: str, env: dict[str, str], cwd: Path) -> str:
-    """``BINARY --version``'s first line, or ``unknown`` (never raises)."""
+    """``BINARY --version``'s first line, or ``unknown`` (never raises).
+
+    Asked once per binary file (its path, mtime and size) per process: the real ``claude`` is a
+    Node program whose ``--version`` costs a few hundred ms of CPU, and it does not change between
+    the runs of a repair (a binary replaced mid-repair is asked again)."""
+    program = shutil.which(binary, path=env.get("PATH"))
+    key = None
+    if program is not None:
+        with contextlib.suppress(OSError):
+            stat = os.stat(program)
+            key = (os.path.realpath(program), stat.st_mtime_ns, stat.st_size)
+    with _VERSIONS_LOCK:
+        known = _VERSIONS.get(key) if key else None
+    if known is not None:
+        return known
+    version = _ask_version(binary, env, cwd)
+    if key is not None and not version.startswith("unknown"):
+        with _VERSIONS_LOCK:
+            _VERSIONS[key] = version
+    return version
+
+
+def _ask_version(binary: str, env: dict[str, str], cwd: Path) -> str:
     try:
         result = subprocess.run(
             [binary, "--version"],

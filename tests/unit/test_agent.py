@@ -314,3 +314,20 @@ def test_a_run_whose_agent_is_running_or_was_killed_mid_agent_is_partial(prepare
     worker.join()
     assert classify_run(run_dir).status is RunStatus.FAILED  # timed out: recorded as the original does
     assert not list(agent.glob("*.live.log"))  # recorded under ProjectScylla's names only
+
+
+def test_the_agent_binary_is_asked_its_version_once_per_file(tmp_path):
+    """``--version`` of the real claude costs a Node start per run: asked once per binary file."""
+    from operations.agent.records import claude_version
+
+    calls = tmp_path / "calls"
+    binary = tmp_path / "agent-cli"
+    binary.write_text(f"#!/bin/sh\necho x >> {calls}\necho '9.9.9 (Simulated Code)'\n")
+    binary.chmod(0o755)
+    env = {"PATH": os.environ["PATH"]}
+    assert claude_version(str(binary), env, tmp_path) == "9.9.9 (Simulated Code)"
+    assert claude_version(str(binary), env, tmp_path) == "9.9.9 (Simulated Code)"
+    assert calls.read_text().count("x") == 1
+    binary.write_text(binary.read_text().replace("9.9.9", "10.0.0"))  # replaced mid-repair
+    assert claude_version(str(binary), env, tmp_path) == "10.0.0 (Simulated Code)"
+    assert calls.read_text().count("x") == 2
