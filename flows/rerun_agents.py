@@ -38,7 +38,7 @@ from operations.summarize import dry_run_summary, repair_summary
 from operations.summary import RepairSummary
 from tasks.artifacts import publish_classification, publish_markdown
 from tasks.checkpoint import settle_from_scan
-from tasks.limits import ensure_limits, release_all
+from tasks.limits import ensure_limits, release_all, warm_agent_slots
 from tasks.regenerate import rebuild_aggregates_task
 from tasks.steps import provider_limits
 
@@ -104,6 +104,7 @@ def rerun_agents(
             max_cost=max_cost,
         )
         ensure_limits(provider_limits(settings))  # Prefect global limits, shared per provider
+        warm_agent_slots(provider_limits(settings), len(report.to_rerun()))  # before the task burst
         gate = RerunGate(max_cost, circuit_breaker, estimate.per_run)
         results = repair_with_progress(settings, todo, gate, experiment_dir)
         release_all()  # give the Prefect slots back now, while the API is certainly up

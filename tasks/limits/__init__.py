@@ -72,6 +72,7 @@ __all__ = [
     "reclaim_orphaned_slots",
     "release_all",
     "slot_counts",
+    "warm_agent_slots",
 ]
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,14 @@ def judge_request(limits: ProviderLimits, timeout: float = ACQUIRE_TIMEOUT) -> I
         yield
 
 
+def warm_agent_slots(limits: ProviderLimits, agents_needed: int) -> int:
+    """Take the first agents' Prefect slots at flow start (see :meth:`AgentSlotPool.prefill`)."""
+    if not limits_enabled() or agents_needed <= 0:
+        return 0
+    ensure_limits(limits)
+    return _pool(limits).prefill(min(agents_needed, limits.max_agents))
+
+
 def release_all() -> None:
     """Give back every idle agent slot and every judge slot whose window is over (flow end, exit)."""
     with _REGISTRY_LOCK:
@@ -177,7 +186,17 @@ def _register_exit_release() -> None:
     """
     if not _EXIT_HOOK.is_set():
         _EXIT_HOOK.set()
-        atexit.register(release_all)
+        atexit.register(_release_at_exit)
+
+
+def _release_at_exit() -> None:
+    """:func:`release_all`, unless no server is configured any more: then a Prefect client
+    would start a temporary server just for this, and nothing would stop it (the slots of a
+    temporary server's database are reclaimed at the next flow start, ``reclaim_orphaned_slots``)."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        release_all()
 
 
 def slot_counts(name: str) -> tuple[int, int]:

@@ -20,8 +20,14 @@ def prefect_backend():
     # The harness puts its database in a new mkdtemp() dir: hand it one holding the copy.
     seeded = Path(tempfile.mkdtemp(prefix="scylla-repair-harness-"))
     seed_prefect_database(seeded / "prefect-test.db")
-    with (
-        mock.patch.object(harness, "mkdtemp", lambda: str(seeded)),
-        harness.prefect_test_harness(server_startup_timeout=300),
-    ):
-        yield
+    try:
+        with (
+            mock.patch.object(harness, "mkdtemp", lambda: str(seeded)),
+            harness.prefect_test_harness(server_startup_timeout=300),
+        ):
+            yield
+    finally:  # the harness skips its server's stop when draining its workers fails
+        from prefect.server.api.server import SubprocessASGIServer
+
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
