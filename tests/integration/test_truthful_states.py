@@ -209,7 +209,9 @@ def test_sigkill_at_20_random_instants_then_resume(server, tmp_path):
     seed = int(os.environ.get("SCYLLA_KILL_SEED", str(random.SystemRandom().randrange(10**6))))
     print(f"\nSIGKILL instants seed: {seed} (rerun with SCYLLA_KILL_SEED={seed})")
     rng = random.Random(seed)
-    exp = make_experiment(tmp_path, 16, {"failed": 0.5, "missing": 0.5}, seed=seed % 97)
+    exp = make_experiment(
+        tmp_path, 28, {"failed": 0.5, "missing": 0.5}, seed=seed % 97
+    )  # enough work for 20 kills
     log = tmp_path / "fake-claude.log"
     with MessagesServer(ServerBehavior(latency=0.3, seed=seed)) as judges:
         env = cli_env(server, judges, tmp_path, FAKE_CLAUDE_DELAY="1.0")
