@@ -264,3 +264,23 @@ def test_a_finished_runs_worktree_is_released_as_its_siblings_were(tmp_path: Pat
     ).stdout
     assert branch.stdout.strip() in branches  # the agent's work stays reachable
     release_worktree(ctx.layout, key, base)  # nothing left to release: a no-op
+
+
+def test_a_worktree_add_killed_midway_does_not_block_the_next_attempt(tmp_path: Path):
+    """SIGKILL during `git worktree add` leaves a registration locked "initializing": the next
+    attempt unlocks it (its own path only), prunes it and deletes the branch it held."""
+    gen = generate_experiment(
+        tmp_path / "exp", tiers=["T1"], subtests_per_tier=1, runs_per_subtest=1, tiers_dir=TIERS
+    )
+    ctx = load_context(gen.path, TIERS)
+    base = gen.path / "repo"
+    key = RunKey("T1", "01", 1)
+    archive_run(ctx.layout, key, base)
+    info = prepare_workspace(ctx, key, base_repo=base)
+    subprocess.run(
+        ["git", "-C", str(base), "worktree", "lock", "--reason", "initializing", str(info.workspace)],
+        check=True,
+    )
+    shutil.rmtree(info.run_dir)  # the killed attempt's dir is gone (archived or removed)
+    again = prepare_workspace(ctx, key, base_repo=base)
+    assert (again.workspace / ".git").is_file()
