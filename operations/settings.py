@@ -54,6 +54,12 @@ def context_for(settings: RepairSettings) -> ExperimentContext:
     return _context(settings.experiment_dir, settings.tiers_dir)
 
 
+def base_repo_for(settings: RepairSettings) -> Path:
+    """The experiment's base repository (where run worktrees are registered)."""
+    context = context_for(settings)
+    return context.layout.find_base_repo(context.config.task_repo)
+
+
 _BUDGETS: dict[str, ProviderBudget] = {}
 _BUDGETS_LOCK = threading.Lock()
 

@@ -38,7 +38,7 @@ from operations.agent.process import stopping
 from operations.budget import BudgetExhausted, QuotaPaused
 from operations.outcome import RunRepair
 from operations.release import release_worktree
-from operations.settings import RepairSettings, budget_for, context_for
+from operations.settings import RepairSettings, base_repo_for, budget_for, context_for
 from operations.unstarted import preparing, put_back_unstarted
 from tasks.artifacts import run_finished
 from tasks.steps import (
@@ -75,21 +75,17 @@ def _value(returned: Any) -> Any:
 
 
 def _put_back_if_unstarted(settings: RepairSettings, label: str, archived_to: str | None) -> None:
-    context = context_for(settings)
-    base_repo = context.layout.find_base_repo(context.config.task_repo)
-    put_back_unstarted(context.layout, RunKey.parse(label), base_repo, archived_to)
+    put_back_unstarted(
+        context_for(settings).layout, RunKey.parse(label), base_repo_for(settings), archived_to
+    )
 
 
 def _release_worktree(settings: RepairSettings, label: str) -> None:
-    context = context_for(settings)
-    base_repo = context.layout.find_base_repo(context.config.task_repo)
-    release_worktree(context.layout, RunKey.parse(label), base_repo)
+    release_worktree(context_for(settings).layout, RunKey.parse(label), base_repo_for(settings))
 
 
 def _preparing(settings: RepairSettings, label: str, archived_to: str | None) -> AbstractContextManager[None]:
-    context = context_for(settings)
-    base_repo = context.layout.find_base_repo(context.config.task_repo)
-    return preparing(context.layout, RunKey.parse(label), base_repo, archived_to)
+    return preparing(context_for(settings).layout, RunKey.parse(label), base_repo_for(settings), archived_to)
 
 
 class _JudgesFailed(Exception):

@@ -59,7 +59,7 @@ from operations.judge import (
     run_judge_slot,
     system_prompt_for,
 )
-from operations.settings import RepairSettings, budget_for, context_for
+from operations.settings import RepairSettings, base_repo_for, budget_for, context_for
 from operations.workspace import prepare_workspace
 from tasks.limits import ProviderLimits, agent_slot, judge_request
 from tasks.retry import BASE_DELAY, JITTER, RETRIES, retry_transient
@@ -171,7 +171,7 @@ def archive_step(settings: RepairSettings, label: str) -> str | None:
     if _agent_result_persisted(settings, label):
         return None
     context = context_for(settings)
-    base_repo = context.layout.find_base_repo(context.config.task_repo)
+    base_repo = base_repo_for(settings)
     archived = archive_run(context.layout, RunKey.parse(label), base_repo)
     return str(archived) if archived else None
 
@@ -190,7 +190,7 @@ def workspace_step(settings: RepairSettings, label: str) -> str:
     if _agent_result_persisted(settings, label):
         return str(_run_dir(settings, label) / "workspace")
     context = context_for(settings)
-    base_repo = context.layout.find_base_repo(context.config.task_repo)
+    base_repo = base_repo_for(settings)
     info = prepare_workspace(context, RunKey.parse(label), base_repo=base_repo)
     start_attempt(info.run_dir, settings.repair_id)
     return str(info.workspace)
