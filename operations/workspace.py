@@ -209,6 +209,10 @@ def _create_worktree(base: Path, workspace: Path, branch: str, commit: str, run_
         atomic_write_text(run_dir / "cmd_0000_stderr.log", result.stderr)
         return result
 
+    # A `git worktree add` killed midway (SIGKILL of the repair) leaves its registration locked
+    # ("initializing"): prune skips it, `add` refuses the path ("missing but locked worktree"),
+    # and the branch stays checked out there. Only this run's own workspace path is unlocked.
+    _quiet(base, "worktree", "unlock", str(workspace))
     _quiet(base, "worktree", "prune")
     _quiet(base, "branch", "-D", branch)
     result = attempt()
@@ -219,12 +223,8 @@ def _create_worktree(base: Path, workspace: Path, branch: str, commit: str, run_
             Failure(FailureClass.INFRASTRUCTURE, f"Failed to create worktree: {result.stderr.strip()}")
         )
     log.warning("Worktree for %s already exists; cleaning up and retrying once", branch)
-    # A `git worktree add` killed midway (SIGKILL of the repair) leaves its registration locked
-    # ("initializing"): prune skips it, a single --force does not remove it, and the branch stays
-    # checked out there. Only this run's own workspace path is unlocked.
-    _quiet(base, "worktree", "unlock", str(workspace))
     _quiet(base, "worktree", "prune")
-    _quiet(base, "worktree", "remove", "--force", "--force", str(workspace))
+    _quiet(base, "worktree", "remove", "--force", "--force", str(workspace))  # even if locked
     _quiet(base, "branch", "-D", branch)
     shutil.rmtree(workspace, ignore_errors=True)
     result = attempt()
