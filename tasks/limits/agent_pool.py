@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tasks.limits.acquire import increment_lease
 from tasks.limits.holders import HOLDERS, release_lease
-from tasks.limits.provider import LINGER, LimitError, ProviderLimits
+from tasks.limits.provider import LINGER, LimitError, ProviderLimits, background_thread
 
 PREFILL_TIMEOUT = 1.0
 """How long :meth:`AgentSlotPool.prefill` tries for one slot before leaving it to the agents."""
@@ -68,8 +68,7 @@ class AgentSlotPool:
         with self._lock:
             self._idle.append((held[0], held[1], time.monotonic()))
             if self._reaper is None or not self._reaper.is_alive():
-                self._reaper = threading.Thread(target=self._reap, name="scylla-slot-reaper", daemon=True)
-                self._reaper.start()
+                self._reaper = background_thread(self._reap, "scylla-slot-reaper")
 
     def _reap(self) -> None:
         while True:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from tasks.limits.provider import LEASE_SECONDS, RENEW_EVERY, client
+from tasks.limits.provider import LEASE_SECONDS, RENEW_EVERY, background_thread, client
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -87,10 +87,7 @@ class _Holders:
         with self._lock:
             self._leases[lease_id] = record
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._renew_forever, name="scylla-lease-renewal", daemon=True
-                )
-                self._thread.start()
+                self._thread = background_thread(self._renew_forever, "scylla-lease-renewal")
         return record
 
     def remove(self, record: Path, lease_id: str) -> None:

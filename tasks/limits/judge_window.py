@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tasks.limits.acquire import increment
 from tasks.limits.holders import HOLDERS, release_lease
-from tasks.limits.provider import LINGER, POLL_CAP, LimitError, ProviderLimits
+from tasks.limits.provider import LINGER, POLL_CAP, LimitError, ProviderLimits, background_thread
 
 
 @dataclass
@@ -28,6 +28,8 @@ class WindowLease:
     last_used: float = 0.0
     """When the last request using this lease ended (monotonic); 0: not used yet."""
     since: float = field(default_factory=time.monotonic)
+    closing: bool = False
+    """Its window is over and it is being given back: no new request may use it."""
 
 
 class JudgeWindow:
@@ -42,7 +44,10 @@ class JudgeWindow:
 
     Slots are taken in batches (one Prefect call for all the requests waiting at that moment,
     so a burst of judges costs one acquisition) and a batch is released in one call; unused
-    slots of a batch go back after :data:`LINGER` seconds.
+    slots of a batch go back after :data:`LINGER` seconds. A batch never asks for more than the
+    window has room for beside this process's own leases: Prefect grants a request whole or not
+    at all, so asking for 30 slots while this process held 2 was refused until those 2 came
+    back, and the 2 asked next then waited for the 30 (measured: a third of the window used).
     """
 
     def __init__(self, limits: ProviderLimits) -> None:
@@ -71,14 +76,18 @@ class JudgeWindow:
             self._waiting += 1
             try:
                 while True:
-                    free = next((lease for lease in self._leases if lease.taken < lease.slots), None)
+                    free = next(
+                        (lease for lease in self._leases if lease.taken < lease.slots and not lease.closing),
+                        None,
+                    )
                     if free is not None:
                         free.taken += 1
                         free.active += 1
                         return free
-                    if not self._fetching:
+                    room = (self.limits.judge_rpm or 1) - sum(lease.slots for lease in self._leases)
+                    if not self._fetching and room > 0:
                         self._fetching = True
-                        batch = min(self._waiting, self.limits.judge_rpm or 1)
+                        batch = min(self._waiting, room)
                         break
                     if time.monotonic() >= deadline:
                         raise LimitError(f"no judge request budget from {self.limits.judge_rate_name}")
@@ -104,8 +113,7 @@ class JudgeWindow:
 
     def _start_reaper(self) -> None:
         if self._reaper is None or not self._reaper.is_alive():
-            self._reaper = threading.Thread(target=self._reap, name="scylla-judge-window", daemon=True)
-            self._reaper.start()
+            self._reaper = background_thread(self._reap, "scylla-judge-window")
 
     def _expired(self, lease: WindowLease, now: float) -> bool:
         if lease.active:
@@ -121,13 +129,18 @@ class JudgeWindow:
                 time.sleep(POLL_CAP)
             with self._cond:
                 now = time.monotonic()
-                due = [lease for lease in self._leases if self._expired(lease, now)]
+                due = [lease for lease in self._leases if not lease.closing and self._expired(lease, now)]
+                for lease in due:
+                    lease.closing = True
+            for lease in due:
+                release_lease(self.limits.judge_rate_name, lease.lease_id, lease.record)
+            with self._cond:  # counted as held until the server has them back: no refused batch
                 self._leases = [lease for lease in self._leases if lease not in due]
                 done = not self._leases
                 if done and not final:
                     self._reaper = None
-            for lease in due:
-                release_lease(self.limits.judge_rate_name, lease.lease_id, lease.record)
+                if due:
+                    self._cond.notify_all()
             if done or final:
                 return
 

@@ -6,9 +6,12 @@ other modules of :mod:`tasks.limits` only take, hold and give back slots of thes
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -89,3 +92,15 @@ def client() -> SyncPrefectClient:
     from prefect.client.orchestration import get_client
 
     return get_client(sync_client=True)
+
+
+def background_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """A started daemon thread running ``target`` with its creator's context variables.
+
+    Why: Prefect's settings (which API to talk to) live in a context variable. A plain thread
+    sees only the process environment: under a settings context (Prefect's test harness, a
+    ``temporary_settings`` block) its first client call started a temporary server of its own,
+    which nothing stopped (found as a server outliving pytest)."""
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), name=name, daemon=True)
+    thread.start()
+    return thread

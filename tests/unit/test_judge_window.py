@@ -30,10 +30,13 @@ class FakeLimit:
         self.leases: dict[str, int] = {}
         self.calls = 0
         self.lock = threading.Lock()
+        self.latency = 0.0
+        """Seconds each call takes (the server's round trip)."""
 
     def increment(self, names, mode, *, lease, timeout, slots=1):
         assert mode == "concurrency" and lease
         while True:
+            time.sleep(self.latency)
             with self.lock:
                 self.calls += 1
                 if self.active + slots <= self.size:
@@ -59,7 +62,10 @@ def fake(monkeypatch, tmp_path):
     )
     monkeypatch.setattr(judge_window, "LINGER", 0.2)
     monkeypatch.setattr(judge_window, "POLL_CAP", 0.02)
-    return limit
+    yield limit
+    deadline = time.monotonic() + 5  # no reaper of this test may release into the next one's fake
+    while limit.active and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def most_in_any_window(times: list[float], window: float) -> int:
@@ -120,3 +126,55 @@ def test_no_judge_rpm_means_no_prefect_call(fake):
     with limits.judge_request(limits.ProviderLimits("fake-provider", 1, None, WINDOW)):
         pass
     assert fake.calls == 0
+
+
+def test_a_burst_takes_the_room_left_beside_a_held_lease_at_once(fake):
+    """One request holds a slot; a burst of RPM more arrives: RPM - 1 of them go at once (the
+    room left in the window), not after the first slot's window is over."""
+    provider = limits.ProviderLimits("fake-provider", 1, RPM, WINDOW)
+    window = judge_window.JudgeWindow(provider)
+    fake.latency = 0.05  # the burst's waiters pile up while one of them fetches
+    sent: list[float] = []
+    lock = threading.Lock()
+
+    def judge() -> None:
+        with window.request(timeout=30), lock:
+            sent.append(time.monotonic())
+
+    judge()  # its slot stays held for one window after it ended
+    burst = [threading.Thread(target=judge) for _ in range(RPM)]
+    for thread in burst:
+        thread.start()
+    for thread in burst:
+        thread.join(30)
+
+    first, *rest = sorted(sent)
+    assert len(rest) == RPM
+    at_once = [t for t in rest if t - first < WINDOW / 2]
+    assert len(at_once) == RPM - 1, [round(t - first, 3) for t in rest]
+    assert most_in_any_window(sent, WINDOW) <= RPM
+
+
+def test_slots_go_back_through_the_server_of_the_flow_that_took_them(fake, monkeypatch):
+    """The window's reaper thread talks to the API of the settings it was started under (Prefect's
+    test harness, a ``temporary_settings`` block), not the bare environment's: there, a first
+    client call started a temporary server of its own, which nothing stopped."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    seen: list[str | None] = []
+    release = fake.release
+
+    def release_and_note(name, lease_id, record):
+        seen.append(PREFECT_API_URL.value())
+        release(name, lease_id, record)
+
+    monkeypatch.setattr(judge_window, "release_lease", release_and_note)
+    provider = limits.ProviderLimits("fake-provider", 1, RPM, WINDOW)
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        window = judge_window.JudgeWindow(provider)
+        with window.request(timeout=5):
+            pass
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen == ["http://127.0.0.1:9/api"]
