@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from operations.judge.pipeline import PIPELINE_TOOLS_ENV
+from simulation import TOOLCHAIN_DIR
+
 _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="scylla-repair-prefect-home-"))
 os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -29,6 +32,10 @@ os.environ.pop("PREFECT_API_URL", None)
 # (cli/local_server.py): no test leaves a server behind. A test that wants a real server takes
 # the ``prefect_server_url`` fixture below (one for the whole run).
 os.environ["SCYLLA_REPAIR_EPHEMERAL"] = "1"
+# The judges' build/lint/test pipeline runs the simulated toolchain (a few ms per run instead of
+# ~1 s of CPU; simulation/toolchain/README.md), in this process and every process a test starts.
+# The tests of the pipeline itself, the judge-fidelity tests and the demo take ``real_pipeline_tools``.
+os.environ[PIPELINE_TOOLS_ENV] = str(TOOLCHAIN_DIR)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DRYRUN_FIXTURE = FIXTURES / "scylla-test001-dryrun"
@@ -73,6 +80,12 @@ def strip_judgments(experiment: Path, runs: list[str]) -> dict[str, str]:
         for name in ("judge_prompt.md", "run_result.json", "report.json", "report.md"):
             (run_dir / name).unlink(missing_ok=True)
     return stored
+
+
+@pytest.fixture
+def real_pipeline_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The judges' pipeline runs the real pytest, ruff, pre-commit and python, as for users."""
+    monkeypatch.delenv(PIPELINE_TOOLS_ENV, raising=False)
 
 
 @pytest.fixture

@@ -54,5 +54,7 @@ def simulated_provider(
         monkeypatch.setenv("FAKE_CLAUDE_LOG", str(log))
         if simulated_pipeline:
             monkeypatch.setenv(PIPELINE_TOOLS_ENV, str(TOOLCHAIN_DIR))
+        else:
+            monkeypatch.delenv(PIPELINE_TOOLS_ENV, raising=False)
         monkeypatch.setenv("FAKE_CLAUDE_SCRIPT", str(script))
         yield Provider(server, log, script)

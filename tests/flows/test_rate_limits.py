@@ -21,7 +21,6 @@ import pytest
 from experiment.layout import RunKey
 from experiment.scan import load_context
 from experiment.status import RunStatus
-from simulation import TOOLCHAIN_DIR
 from simulation.claude_log import count_starts, fake_claude_bin, write_script
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
@@ -40,7 +39,6 @@ def provider_env(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{fake_claude_bin()}:{__import__('os').environ['PATH']}")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-a-secret")
     monkeypatch.setenv("FAKE_CLAUDE_LOG", str(tmp_path / "fake-claude.log"))
-    monkeypatch.setenv("SCYLLA_PIPELINE_TOOLS", str(TOOLCHAIN_DIR))  # the pipeline is not under test
     monkeypatch.setenv("SCYLLA_RATE_WINDOW_SECONDS", str(WINDOW))
     monkeypatch.delenv("FAKE_CLAUDE_MODE", raising=False)
     monkeypatch.delenv("FAKE_CLAUDE_SCRIPT", raising=False)

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import pytest
 
-from simulation import TOOLCHAIN_DIR
 from simulation.claude_log import fake_claude_bin, runs
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
@@ -84,7 +83,6 @@ class Repairs:
             ANTHROPIC_BASE_URL=server.url,
             ANTHROPIC_API_KEY="test-key-not-a-secret",
             FAKE_CLAUDE_LOG=str(self.log),
-            SCYLLA_PIPELINE_TOOLS=str(TOOLCHAIN_DIR),  # the judges' pipeline is not under test here
             FAKE_CLAUDE_DELAY="2",
             PREFECT_HOME=str(prefect_home),
             PREFECT_SERVER_ANALYTICS_ENABLED="false",

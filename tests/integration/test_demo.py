@@ -11,7 +11,12 @@ from pathlib import Path
 
 def test_demo_repairs_everything(tmp_path: Path):
     demo = Path(sys.executable).parent / "scylla-demo"
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_HOME", "PREFECT_API_URL")}
+    # As a user runs it: the real pipeline tools, not the tests' simulated ones.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PREFECT_HOME", "PREFECT_API_URL", "SCYLLA_PIPELINE_TOOLS")
+    }
     result = subprocess.run(
         [str(demo), "--dir", "demo-out"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )

@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from experiment.scan import ScanFilters, load_context, scan_in_process
-from simulation import TOOLCHAIN_DIR
 from simulation.claude_log import count_starts, fake_claude_bin
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
@@ -94,7 +93,6 @@ def test_deploy_run_and_schedule(tmp_path: Path):
             ANTHROPIC_BASE_URL=judges.url,
             ANTHROPIC_API_KEY="test-key-not-a-secret",
             FAKE_CLAUDE_LOG=str(tmp_path / "fake-claude.log"),
-            SCYLLA_PIPELINE_TOOLS=str(TOOLCHAIN_DIR),  # the judges' pipeline is not under test here
         )
         worker = stack.enter_context(
             process(

@@ -37,7 +37,6 @@ import httpx
 import pytest
 
 from experiment.scan import ScanFilters, load_context, scan_in_process
-from simulation import TOOLCHAIN_DIR
 from simulation.claude_log import fake_claude_bin, peak_concurrency, runs, write_script
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
@@ -183,7 +182,6 @@ def scale(tmp_path_factory) -> Iterator[Scale]:
             ANTHROPIC_BASE_URL=judges.url,
             ANTHROPIC_API_KEY="test-key-not-a-secret",
             FAKE_CLAUDE_LOG=str(agent_log),
-            SCYLLA_PIPELINE_TOOLS=str(TOOLCHAIN_DIR),  # the judges' pipeline is not under test here
             FAKE_CLAUDE_SCRIPT=str(script),
             FAKE_CLAUDE_SLOW_DELAY="1.5",
             SCYLLA_RATE_WINDOW_SECONDS=str(WINDOW),

@@ -31,7 +31,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulation import TOOLCHAIN_DIR
 from simulation.claude_log import fake_claude_bin, runs, write_script
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
@@ -103,7 +102,6 @@ def cli_env(server: Server, judges: MessagesServer, tmp_path: Path, **extra: str
         ANTHROPIC_BASE_URL=judges.url,
         ANTHROPIC_API_KEY="test-key-not-a-secret",
         FAKE_CLAUDE_LOG=str(tmp_path / "fake-claude.log"),
-        SCYLLA_PIPELINE_TOOLS=str(TOOLCHAIN_DIR),  # the judges' pipeline is not under test here
         PREFECT_LOGGING_LEVEL="WARNING",
         **extra,
     )

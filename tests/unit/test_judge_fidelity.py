@@ -92,7 +92,7 @@ def test_slot_records_the_request_and_sends_that_system_prompt(tmp_path: Path, s
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
+def workspace(tmp_path: Path, real_pipeline_tools: None) -> Path:
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "b.py").write_text("print('B' * 600)\n")
