@@ -68,13 +68,32 @@ def preparing(
 
 
 def put_back_all() -> int:
-    """Put back every registered run whose agent never started (the process is about to end)."""
+    """Put back every registered run whose agent never started (the process is about to end).
+
+    A run whose agent step had begun when the process is ended is settled here too, since its
+    own thread may not get to it: if its agent was spawned, the stop is recorded
+    (``interrupted.log``, as the thread would have: the run is ``partial``, an attempt that ran);
+    if only its command log was written, it is put back like any run whose agent never started."""
+    from operations.agent.process import was_spawned
+    from operations.agent.run import note_interrupted
+
     with _PREPARING_LOCK:
         entries = list(_PREPARING.values())
     undone = 0
     for layout, key, base_repo, archived_to in entries:
         try:
+            agent_dir = layout.run_dir(key) / "agent"
+            if agent_started(agent_dir.parent):
+                if was_spawned(agent_dir):
+                    if not any((agent_dir / name).exists() for name in _AGENT_ENDED):
+                        note_interrupted(agent_dir)
+                    continue
+                (agent_dir / "command_log.json").unlink(missing_ok=True)  # never spawned
             undone += put_back_unstarted(layout, key, base_repo, archived_to)
         except OSError as exc:
             log.warning("Could not put back %s: %s", key.label, exc)
     return undone
+
+
+_AGENT_ENDED = ("interrupted.log", "stdout.log", "result.json")
+"""Files that say an agent's end was already recorded (by its own thread)."""

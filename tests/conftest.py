@@ -178,7 +178,7 @@ def prefect_server_url() -> str:
 
 _FIRST = ("tests/integration/", "tests/flows/")
 """Directories whose tests start first: they are the slow ones (seconds to minutes, mostly
-waiting on subprocesses and sleeps), so under ``-n 4 --dist loadgroup`` each worker takes one
+waiting on subprocesses and sleeps), so under ``-n 4`` each worker takes one
 of them at once and the fast unit tests fill the gaps, instead of a slow test starting last."""
 
 
@@ -188,3 +188,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return next((i for i, prefix in enumerate(_FIRST) if path.startswith(prefix)), len(_FIRST))
 
     items.sort(key=rank)  # stable: the order within each directory is kept
+
+
+ONE_WORKER_MODULES = frozenset(
+    {
+        "tests/integration/test_scale_out.py",  # PostgreSQL, a server, the deployments: made once
+        "tests/integration/test_truthful_states.py",  # its own Prefect server: started once
+    }
+)
+"""Modules whose tests all run on one xdist worker, so their session fixtures are made once."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """xdist's load scheduling, except that each module of :data:`ONE_WORKER_MODULES` is one unit
+    of work. Why not ``--dist loadgroup`` and ``xdist_group`` marks: with pytest 9.2 the mark no
+    longer groups anything (xdist sets the group through the node id, which pytest no longer lets
+    it change: pytest-xdist issue #1386), and each of those modules set its services up on two or
+    three workers, ~30 s of CPU each time."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return ModuleGroups(config, log)  # type: ignore[arg-type]  # xdist's Producer

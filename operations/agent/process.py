@@ -48,6 +48,9 @@ class AgentInterrupted(Exception):
 
 _LIVE_GROUPS: set[int] = set()
 _LIVE_LOCK = threading.Lock()
+_SPAWNED: set[Path] = set()
+"""Directories (of ``stdout_path``) whose agent this process started: at a forced exit, tells a
+run whose agent ran from one whose agent step wrote its command log but never spawned it."""
 _STOPPED = threading.Event()
 
 
@@ -88,6 +91,12 @@ def stop_agents(grace_seconds: float = 3.0) -> int:
     for pgid in groups:
         _signal_group(pgid, signal.SIGKILL)
     return len(groups)
+
+
+def was_spawned(agent_dir: Path) -> bool:
+    """True if this process started an agent whose output streams into ``agent_dir``."""
+    with _LIVE_LOCK:
+        return Path(agent_dir).absolute() in _SPAWNED
 
 
 def stopping() -> bool:
@@ -140,6 +149,7 @@ def execute(
                     preexec_fn=_die_with_parent_fn(),
                 )
                 _LIVE_GROUPS.add(proc.pid)
+                _SPAWNED.add(stdout_path.parent.absolute())
         except OSError as exc:
             run.spawn_error = f"Failed to start agent {argv[0]!r}: {exc.strerror or exc}"
             run.stderr = run.spawn_error + "\n"

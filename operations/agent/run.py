@@ -237,11 +237,21 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
     if stopping():  # stop_agents() ended it: not the agent's outcome. No result.json is written,
         # so the run classifies as `partial` (started, not finished) and the next repair archives
         # it and starts it over; interrupted.log says why (finished_agent() then ignores it).
-        atomic_write_text(
-            call.agent_dir / "interrupted.log", run.stdout + run.stderr + f"\n{INTERRUPTED_NOTE}\n"
-        )
+        note_interrupted(call.agent_dir, run.stdout + run.stderr)
         raise AgentInterrupted(f"agent in {call.workspace} stopped: the repair was interrupted")
     return _record(call, run, time.monotonic() - start)
+
+
+def note_interrupted(agent_dir: Path, output: str | None = None) -> None:
+    """Record that the agent in ``agent_dir`` was stopped by Ctrl+C (``interrupted.log``: its
+    output so far, then :data:`INTERRUPTED_NOTE`). ``output`` None: what the live logs hold."""
+    if output is None:
+        output = "".join(
+            (agent_dir / name).read_text(errors="replace")
+            for name in (LIVE_STDOUT, LIVE_STDERR)
+            if (agent_dir / name).is_file()
+        )
+    atomic_write_text(agent_dir / "interrupted.log", output + f"\n{INTERRUPTED_NOTE}\n")
 
 
 class FinishedAgent:

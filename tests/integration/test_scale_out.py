@@ -51,8 +51,8 @@ from tests.integration.services import (
     wait_for,
 )
 
-# One worker runs the module (``--dist loadgroup``): its PostgreSQL cluster and server are made once.
-pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.xdist_group("scale-out")]
+# One worker runs the module (tests/conftest.py, ONE_WORKER_MODULES): its services are made once.
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 PROJECT = Path(__file__).resolve().parents[2]
 TIERS = PROJECT / "tests" / "fixtures" / "scylla-tiers"
@@ -133,7 +133,9 @@ class Scale:
     killed: set[str] = field(default_factory=set)
 
 
-@pytest.fixture(scope="module")
+# Session scope: the module's tests share one worker (ONE_WORKER_MODULES), and a module fixture
+# would be made again if that worker ran another module's test between two of them.
+@pytest.fixture(scope="session")
 def scale(tmp_path_factory) -> Iterator[Scale]:
     """PostgreSQL, a Prefect server on it, the pool, the deployments and the judges; workers are
     started by the tests (and, entered last, stopped first)."""

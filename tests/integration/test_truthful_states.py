@@ -47,8 +47,8 @@ from tests.integration.test_deployments import (
     wait_for,
 )
 
-# One worker runs the module (``--dist loadgroup``): its Prefect server is started once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("truthful-states")]
+# One worker runs the module (tests/conftest.py, ONE_WORKER_MODULES): its server is started once.
+pytestmark = [pytest.mark.integration]
 
 RERUN_AGENTS = Path(sys.executable).parent / "rerun-agents"
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -66,7 +66,9 @@ class Server:
         return self.api.post("/task_runs/filter", json=body).json()
 
 
-@pytest.fixture(scope="module")
+# Session scope: the module's tests share one worker (ONE_WORKER_MODULES), and a module fixture
+# would be made again if that worker ran another module's test between two of them.
+@pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("prefect-server")
     seed_prefect_database(home / "prefect.db")
