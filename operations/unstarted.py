@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,11 +42,24 @@ def put_back_unstarted(
         return False
     if run_dir.exists():
         remove_worktree(base_repo, run_dir / "workspace", key.branch)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_while_written(run_dir)
     if archived_to is not None and Path(archived_to).exists() and not run_dir.exists():
         os.rename(archived_to, run_dir)
     log.info("Interrupted before its agent started: %s put back as it was", key.label)
     return True
+
+
+def _remove_while_written(run_dir: Path, attempts: int = 40) -> None:
+    """Remove ``run_dir`` even while a last writer finishes in it. At a forced exit the run's own
+    thread may still be in its workspace step (a ``git worktree add`` writing files): one rmtree
+    then left the dir behind, the archived attempt was not moved back, and a ``failed`` run that
+    never started read ``missing`` (seen in the Ctrl+C test under load)."""
+    for _ in range(attempts):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if not run_dir.exists():
+            return
+        time.sleep(0.05)
+    log.warning("Could not remove %s: something keeps writing in it", run_dir)
 
 
 _PREPARING: dict[str, tuple[ExperimentLayout, RunKey, Path, str | Path | None]] = {}

@@ -11,8 +11,11 @@ started (found by the Ctrl+C test of ``tests/integration/test_interrupt_and_verb
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,33 @@ def test_a_command_log_without_an_agent_is_put_back(archived) -> None:
     assert not Path(archived_to).exists()
     assert classify_run(layout.run_dir(KEY)).status is RunStatus.FAILED  # as it was
     assert not (layout.run_dir(KEY) / "agent" / "command_log.json").read_text().startswith('{"commands": []}')
+
+
+def test_a_run_still_being_written_is_put_back_all_the_same(archived) -> None:
+    """At a forced exit the run's own thread may still be writing its new attempt (a worktree
+    being checked out): the put-back waits for the dir to stay removed, then moves the archived
+    attempt back (one rmtree left the dir, and the failed run read ``missing``)."""
+    gen, layout, archived_to, agent_dir = archived
+    (agent_dir / "command_log.json").unlink()  # still preparing: no agent step yet
+    run_dir = layout.run_dir(KEY)
+    stop = threading.Event()
+
+    def checkout() -> None:  # a writer that keeps adding files for a moment
+        deadline = time.monotonic() + 0.3
+        n = 0
+        while time.monotonic() < deadline and not stop.is_set():
+            with contextlib.suppress(OSError):
+                (run_dir / "workspace").mkdir(parents=True, exist_ok=True)
+                (run_dir / "workspace" / f"f{n}").write_text("x")
+            n += 1
+
+    writer = threading.Thread(target=checkout)
+    writer.start()
+    try:
+        with preparing(layout, KEY, gen.path / "repo", archived_to):
+            assert put_back_all() == 1
+    finally:
+        stop.set()
+        writer.join()
+    assert not Path(archived_to).exists()
+    assert classify_run(run_dir).status is RunStatus.FAILED  # as it was
