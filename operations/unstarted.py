@@ -34,19 +34,35 @@ def agent_started(run_dir: Path) -> bool:
 
 
 def put_back_unstarted(
-    layout: ExperimentLayout, key: RunKey, base_repo: Path, archived_to: str | Path | None
+    layout: ExperimentLayout,
+    key: RunKey,
+    base_repo: Path,
+    archived_to: str | Path | None,
+    *,
+    never_spawned: bool = False,
 ) -> bool:
-    """Undo the archive and workspace of ``key`` if its agent never started; True if undone."""
+    """Undo the archive and workspace of ``key`` if its agent never started; True if undone.
+
+    One at a time, and once: the run's own thread and the CLI's exit path may both put the same
+    run back. Unserialised, the later one found no run dir (so "not started"), the earlier one
+    then moved the archived attempt back, and the later one deleted it as the fresh dir: a failed
+    run lost its attempt and read ``missing`` (the Ctrl+C test, under load)."""
     run_dir = layout.run_dir(key)
-    if agent_started(run_dir):
-        return False
-    if run_dir.exists():
-        remove_worktree(base_repo, run_dir / "workspace", key.branch)
-        _remove_while_written(run_dir)
-    if archived_to is not None and Path(archived_to).exists() and not run_dir.exists():
-        os.rename(archived_to, run_dir)
+    with _PUT_BACK_LOCK:
+        if archived_to is not None and not Path(archived_to).exists():
+            return False  # its archived attempt is back in place already (or was never moved)
+        if agent_started(run_dir) and not never_spawned:  # never_spawned: its command log only
+            return False
+        if run_dir.exists():
+            remove_worktree(base_repo, run_dir / "workspace", key.branch)
+            _remove_while_written(run_dir)
+        if archived_to is not None and not run_dir.exists():
+            os.rename(archived_to, run_dir)
     log.info("Interrupted before its agent started: %s put back as it was", key.label)
     return True
+
+
+_PUT_BACK_LOCK = threading.Lock()
 
 
 def _remove_while_written(run_dir: Path, attempts: int = 40) -> None:
@@ -102,7 +118,8 @@ def put_back_all() -> int:
                     if not any((agent_dir / name).exists() for name in _AGENT_ENDED):
                         note_interrupted(agent_dir)
                     continue
-                (agent_dir / "command_log.json").unlink(missing_ok=True)  # never spawned
+                undone += put_back_unstarted(layout, key, base_repo, archived_to, never_spawned=True)
+                continue
             undone += put_back_unstarted(layout, key, base_repo, archived_to)
         except OSError as exc:
             log.warning("Could not put back %s: %s", key.label, exc)

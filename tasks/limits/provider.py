@@ -98,9 +98,21 @@ def background_thread(target: Callable[[], None], name: str) -> threading.Thread
     """A started daemon thread running ``target`` with its creator's context variables.
 
     Why: Prefect's settings (which API to talk to) live in a context variable. A plain thread
-    sees only the process environment: under a settings context (Prefect's test harness, a
+    sees only the process environment (the thread gets the settings and nothing else of the
+    creator's context): under a settings context (Prefect's test harness, a
     ``temporary_settings`` block) its first client call started a temporary server of its own,
     which nothing stopped (found as a server outliving pytest)."""
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), name=name, daemon=True)
+    from prefect.context import SettingsContext
+
+    settings = SettingsContext.get()  # only the settings: a copied client context would be closed
+
+    def run() -> None:  # with its flow, and get_client() would hand that closed client back
+        if settings is None:
+            target()
+            return
+        with SettingsContext(profile=settings.profile, settings=settings.settings):
+            target()
+
+    thread = threading.Thread(target=contextvars.Context().run, args=(run,), name=name, daemon=True)
     thread.start()
     return thread

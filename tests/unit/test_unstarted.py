@@ -26,7 +26,7 @@ from operations.agent.command import AgentSettings
 from operations.agent.process import execute
 from operations.agent.run import INTERRUPTED_NOTE
 from operations.archive import archive_run
-from operations.unstarted import preparing, put_back_all
+from operations.unstarted import preparing, put_back_all, put_back_unstarted
 from simulation.generator import generate_experiment
 
 KEY = RunKey("T0", "00", 1)
@@ -107,3 +107,17 @@ def test_a_run_still_being_written_is_put_back_all_the_same(archived) -> None:
         writer.join()
     assert not Path(archived_to).exists()
     assert classify_run(run_dir).status is RunStatus.FAILED  # as it was
+
+
+def test_a_second_put_back_of_the_same_run_changes_nothing(archived) -> None:
+    """The run's thread and the CLI's exit path may both put a run back: the second must not
+    take the restored attempt for a fresh dir and delete it (an old attempt without a command
+    log, e.g. one killed before its agent step, looked exactly like that)."""
+    gen, layout, archived_to, agent_dir = archived
+    (Path(archived_to) / "agent" / "command_log.json").unlink()
+    (agent_dir / "command_log.json").unlink()
+    repo = gen.path / "repo"
+    assert put_back_unstarted(layout, KEY, repo, archived_to)
+    restored = sorted(p.name for p in layout.run_dir(KEY).rglob("*"))
+    assert not put_back_unstarted(layout, KEY, repo, archived_to)
+    assert sorted(p.name for p in layout.run_dir(KEY).rglob("*")) == restored
