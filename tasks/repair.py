@@ -105,16 +105,18 @@ def _rerun(settings: RepairSettings, label: str, record: RunRepair) -> bool:
         return False
     with own_transaction():
         record.archived_to = archive_step(settings, label)
-        try:
-            with _preparing(settings, label, record.archived_to):
+        # Registered until the put-back below is done: a forced exit in between found the run
+        # neither registered nor put back, and left the new attempt's files in place.
+        with _preparing(settings, label, record.archived_to):
+            try:
                 workspace_step(settings, label)
                 outcome = _value(
                     agent_step.with_options(result_storage=settings.results_dir)(settings, label)
                 )
-        except BaseException:  # a stop between archive and agent start (AgentInterrupted, or
-            if stopping():  # the API gone with the interrupted server): put the run back
-                _put_back_if_unstarted(settings, label, record.archived_to)
-            raise
+            except BaseException:  # a stop between archive and agent start (AgentInterrupted, or
+                if stopping():  # the API gone with the interrupted server): put the run back
+                    _put_back_if_unstarted(settings, label, record.archived_to)
+                raise
     if isinstance(outcome, Deferral):
         raise outcome.exception()
     record.cost_usd = outcome.cost_usd
