@@ -103,8 +103,8 @@ def rerun_agents(
             max_in_flight=max_in_flight,
             max_cost=max_cost,
         )
-        ensure_limits(provider_limits(settings))  # Prefect global limits, shared per provider
-        warm_agent_slots(provider_limits(settings), len(report.to_rerun()))  # before the task burst
+        limits = ensure_limits(provider_limits(settings))  # Prefect global limits, shared per provider
+        warm_agent_slots(limits, len(report.to_rerun()))  # before the task burst
         gate = RerunGate(max_cost, circuit_breaker, estimate.per_run)
         results = repair_with_progress(settings, todo, gate, experiment_dir)
         release_all()  # give the Prefect slots back now, while the API is certainly up

@@ -113,14 +113,12 @@ def put_back_all() -> int:
     for layout, key, base_repo, archived_to in entries:
         try:
             agent_dir = layout.run_dir(key) / "agent"
-            if agent_started(agent_dir.parent):
-                if was_spawned(agent_dir):
-                    if not any((agent_dir / name).exists() for name in _AGENT_ENDED):
-                        note_interrupted(agent_dir)
-                    continue
-                undone += put_back_unstarted(layout, key, base_repo, archived_to, never_spawned=True)
+            started = agent_started(agent_dir.parent)
+            if started and was_spawned(agent_dir):
+                if not any((agent_dir / name).exists() for name in _AGENT_ENDED):
+                    note_interrupted(agent_dir)
                 continue
-            undone += put_back_unstarted(layout, key, base_repo, archived_to)
+            undone += put_back_unstarted(layout, key, base_repo, archived_to, never_spawned=started)
         except OSError as exc:
             log.warning("Could not put back %s: %s", key.label, exc)
     return undone

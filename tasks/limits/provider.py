@@ -95,7 +95,7 @@ def client() -> SyncPrefectClient:
 
 
 def background_thread(target: Callable[[], None], name: str) -> threading.Thread:
-    """A started daemon thread running ``target`` with its creator's context variables.
+    """A started daemon thread running ``target`` under its creator's Prefect settings.
 
     Why: Prefect's settings (which API to talk to) live in a context variable. A plain thread
     sees only the process environment (the thread gets the settings and nothing else of the
