@@ -179,8 +179,8 @@ def interruptible(
     and a second Ctrl+C ends it at once. Nothing is half-written: every file of the experiment
     and the checkpoint are written atomically, and the next run resumes from what is on disk.
     A run whose agent had not started is left exactly as it was (``tasks/repair.py`` archives
-    only under the agent slot, after checking the stop flag); one stopped mid-agent is
-    ``partial``.
+    only after checking the stop flag, and ``before_exit`` puts back a run prepared but not
+    started: ``operations.unstarted``); one stopped mid-agent is ``partial``.
     """
     if grace_seconds is None:
         grace_seconds = float(os.environ.get("SCYLLA_REPAIR_INTERRUPT_GRACE", "5"))

@@ -36,6 +36,7 @@ from flows.scan import scan_experiment
 from operations.judge.system_prompt import judge_system_prompt_choice
 from operations.summarize import dry_run_summary, repair_summary
 from operations.summary import RepairSummary
+from operations.unstarted import sweep_discarded
 from tasks.artifacts import publish_classification, publish_markdown
 from tasks.checkpoint import settle_from_scan
 from tasks.limits import ensure_limits, release_all, warm_agent_slots
@@ -89,6 +90,7 @@ def rerun_agents(
         return dry_run_summary(report, estimate.total_usd, notes=judge_notes)
     check_can_repair(context, report)
     with RepairLock(context.layout).hold(description="rerun-agents"):
+        sweep_discarded(context.layout)  # fresh dirs a forced exit put aside last time
         repair_id, resumed = current_repair_id(context.layout.prefect_dir)
         settings = repair_settings(
             context,

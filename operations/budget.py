@@ -126,6 +126,7 @@ class ProviderBudget:
         self._quota_streak = 0
         self._learned_rpm: int | None = None
         self._slot_held = threading.local()  # per thread: a nested agent_slot() takes no second slot
+        self._attempts = threading.BoundedSemaphore(max(1, self.max_agents))
         self.stats.min_concurrency = self._limit
 
     # -- state the tasks ask about ------------------------------------------------------------
@@ -235,6 +236,18 @@ class ProviderBudget:
             self._lock.notify_all()
 
     # -- gates ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """Hold one of ``max_agents`` places for a run from before its archive to its agent's end.
+
+        Why: without it every run of a repair archived its old attempt and built its worktree at
+        once while only ``max_agents`` agents could run, so a Ctrl+C found dozens of runs prepared
+        but not started (each to be put back before the process could end), and a crash left
+        them all to be prepared again. Not :meth:`agent_slot`: that one also counts a provider
+        call and waits for rate-limit cool-downs, which must not hold up an archive."""
+        with self._attempts:
+            yield
 
     @contextmanager
     def agent_slot(self) -> Iterator[None]:

@@ -39,7 +39,7 @@ from operations.budget import BudgetExhausted, QuotaPaused
 from operations.outcome import RunRepair
 from operations.release import release_worktree
 from operations.settings import RepairSettings, base_repo_for, budget_for, context_for
-from operations.unstarted import preparing, put_back_unstarted
+from operations.unstarted import Preparation, preparing
 from tasks.artifacts import run_finished
 from tasks.steps import (
     Deferral,
@@ -74,18 +74,12 @@ def _value(returned: Any) -> Any:
     return returned.result(raise_on_failure=False) if isinstance(returned, State) else returned
 
 
-def _put_back_if_unstarted(settings: RepairSettings, label: str, archived_to: str | None) -> None:
-    put_back_unstarted(
-        context_for(settings).layout, RunKey.parse(label), base_repo_for(settings), archived_to
-    )
-
-
 def _release_worktree(settings: RepairSettings, label: str) -> None:
     release_worktree(context_for(settings).layout, RunKey.parse(label), base_repo_for(settings))
 
 
-def _preparing(settings: RepairSettings, label: str, archived_to: str | None) -> AbstractContextManager[None]:
-    return preparing(context_for(settings).layout, RunKey.parse(label), base_repo_for(settings), archived_to)
+def _preparing(settings: RepairSettings, label: str) -> AbstractContextManager[Preparation]:
+    return preparing(context_for(settings).layout, RunKey.parse(label), base_repo_for(settings))
 
 
 class _JudgesFailed(Exception):
@@ -99,23 +93,24 @@ def _rerun(settings: RepairSettings, label: str, record: RunRepair) -> bool:
     archive and the agent's start puts the run back (``operations.unstarted``), so a run that had
     not started stays exactly as it was.
     """
-    budget_for(settings).check_can_start()
-    if stopping():
-        record.outcome, record.reason = "deferred", "not started: the repair was interrupted"
-        return False
-    with own_transaction():
-        record.archived_to = archive_step(settings, label)
-        # Registered until the put-back below is done: a forced exit in between found the run
-        # neither registered nor put back, and left the new attempt's files in place.
-        with _preparing(settings, label, record.archived_to):
+    budget = budget_for(settings)
+    with budget.attempt():  # at most max_agents runs between their archive and their agent's end
+        budget.check_can_start()
+        if stopping():
+            record.outcome, record.reason = "deferred", "not started: the repair was interrupted"
+            return False
+        # Registered before the archive and until the run is settled: the exit path's put-back
+        # (operations.unstarted) must see every run whose files this repair may have touched.
+        with own_transaction(), _preparing(settings, label) as preparation:
             try:
+                record.archived_to = archive_step(settings, label)
                 workspace_step(settings, label)
                 outcome = _value(
                     agent_step.with_options(result_storage=settings.results_dir)(settings, label)
                 )
             except BaseException:  # a stop between archive and agent start (AgentInterrupted, or
                 if stopping():  # the API gone with the interrupted server): put the run back
-                    _put_back_if_unstarted(settings, label, record.archived_to)
+                    preparation.settle(thorough=True)
                 raise
     if isinstance(outcome, Deferral):
         raise outcome.exception()

@@ -60,6 +60,7 @@ from operations.judge import (
     system_prompt_for,
 )
 from operations.settings import RepairSettings, base_repo_for, budget_for, context_for
+from operations.unstarted import changing
 from operations.workspace import prepare_workspace
 from tasks.limits import ProviderLimits, agent_slot, judge_request
 from tasks.retry import BASE_DELAY, JITTER, RETRIES, retry_transient
@@ -171,8 +172,11 @@ def archive_step(settings: RepairSettings, label: str) -> str | None:
     if _agent_result_persisted(settings, label):
         return None
     context = context_for(settings)
-    base_repo = base_repo_for(settings)
-    archived = archive_run(context.layout, RunKey.parse(label), base_repo)
+    key = RunKey.parse(label)
+    with changing(context.layout.run_dir(key)) as preparation:  # never halfway for a Ctrl+C put-back
+        archived = archive_run(context.layout, key, base_repo_for(settings))
+        if preparation is not None:
+            preparation.archived(archived)
     return str(archived) if archived else None
 
 
@@ -190,9 +194,10 @@ def workspace_step(settings: RepairSettings, label: str) -> str:
     if _agent_result_persisted(settings, label):
         return str(_run_dir(settings, label) / "workspace")
     context = context_for(settings)
-    base_repo = base_repo_for(settings)
-    info = prepare_workspace(context, RunKey.parse(label), base_repo=base_repo)
-    start_attempt(info.run_dir, settings.repair_id)
+    key = RunKey.parse(label)
+    with changing(context.layout.run_dir(key)):  # never halfway for a Ctrl+C put-back
+        info = prepare_workspace(context, key, base_repo=base_repo_for(settings))
+        start_attempt(info.run_dir, settings.repair_id)
     return str(info.workspace)
 
 

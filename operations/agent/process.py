@@ -34,7 +34,16 @@ from pathlib import Path
 
 from operations.agent.command import AgentSettings
 
-__all__ = ["AgentInterrupted", "ProcessRun", "execute", "stop_agents", "stopping"]
+__all__ = [
+    "AgentInterrupted",
+    "ProcessRun",
+    "execute",
+    "finish",
+    "not_started",
+    "start",
+    "stop_agents",
+    "stopping",
+]
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -130,14 +139,22 @@ def execute(
     """Run ``argv`` once within ``settings.timeout_seconds``, streaming its output into
     ``stdout_path``/``stderr_path``; never raises for the agent's sake (a spawn error is recorded
     in the result, as is a timeout)."""
-    run = ProcessRun()
+    started = start(argv, cwd, env, stdout_path, stderr_path)
+    return started if isinstance(started, ProcessRun) else finish(started, settings, stdout_path, stderr_path)
+
+
+def start(
+    argv: list[str], cwd: Path, env: dict[str, str], stdout_path: Path, stderr_path: Path
+) -> subprocess.Popen[bytes] | ProcessRun:
+    """Spawn the agent in its own session, its output streaming into the two files; a
+    :class:`ProcessRun` with ``spawn_error`` when it was not started (stopping, or an OSError)."""
     if _STOPPED.is_set():
-        run.spawn_error = "The repair is stopping (interrupted); the agent was not started"
-        run.stderr = run.spawn_error + "\n"
-        return run
+        return not_started(_STOPPING)
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         try:
-            with _LIVE_LOCK:  # registered before a concurrent stop_agents() can miss it
+            with _LIVE_LOCK:  # registered before a concurrent stop_agents() can miss it, and
+                if _STOPPED.is_set():  # the stop flag read under the same lock: no agent after it
+                    return not_started(_STOPPING)
                 proc = subprocess.Popen(
                     argv,
                     cwd=cwd,
@@ -151,18 +168,34 @@ def execute(
                 _LIVE_GROUPS.add(proc.pid)
                 _SPAWNED.add(stdout_path.parent.absolute())
         except OSError as exc:
-            run.spawn_error = f"Failed to start agent {argv[0]!r}: {exc.strerror or exc}"
-            run.stderr = run.spawn_error + "\n"
-            return run
-        try:
-            run.exit_code, run.timed_out = _wait(proc, settings)
-        finally:
-            _signal_group(proc.pid, signal.SIGKILL)  # nothing the agent started outlives it
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            with _LIVE_LOCK:
-                _LIVE_GROUPS.discard(proc.pid)
+            return not_started(f"Failed to start agent {argv[0]!r}: {exc.strerror or exc}")
+    return proc
+
+
+_STOPPING = "The repair is stopping (interrupted); the agent was not started"
+
+
+def not_started(reason: str) -> ProcessRun:
+    run = ProcessRun()
+    run.spawn_error = reason
+    run.stderr = reason + "\n"
+    return run
+
+
+def finish(
+    proc: subprocess.Popen[bytes], settings: AgentSettings, stdout_path: Path, stderr_path: Path
+) -> ProcessRun:
+    """Wait for a :func:`start` ed agent (timeout: its group is ended) and read what it wrote."""
+    run = ProcessRun()
+    try:
+        run.exit_code, run.timed_out = _wait(proc, settings)
+    finally:
+        _signal_group(proc.pid, signal.SIGKILL)  # nothing the agent started outlives it
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with _LIVE_LOCK:
+            _LIVE_GROUPS.discard(proc.pid)
     run.stdout, run.stderr = _decode(stdout_path.read_bytes()), _decode(stderr_path.read_bytes())
     if run.timed_out:
         run.stderr += (

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import subprocess
 import time
 from pathlib import Path
 
@@ -53,7 +54,7 @@ from operations.agent.command import (
     build_command,
     redact_env,
 )
-from operations.agent.process import AgentInterrupted, ProcessRun, execute, stopping
+from operations.agent.process import AgentInterrupted, ProcessRun, finish, not_started, start, stopping
 from operations.agent.records import (
     STDERR_FILE,
     STDOUT_FILE,
@@ -62,6 +63,7 @@ from operations.agent.records import (
     write_model_md,
     write_replay,
 )
+from operations.unstarted import changing, recording
 from operations.workspace import git
 
 __all__ = [
@@ -155,6 +157,7 @@ class _Invocation:
             settings,
         )
         self.agent_dir = self.run_dir / "agent"
+        self.live_logs = (self.agent_dir / LIVE_STDOUT, self.agent_dir / LIVE_STDERR)
         self.prompt_file = self.agent_dir / "prompt.md"
         self.argv = build_command(settings, self.prompt_file, self.workspace)
         self.env = agent_env(settings)
@@ -206,40 +209,36 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
     written even when the binary cannot be started. stdout and stderr stream into
     ``agent/`` (:data:`LIVE_STDOUT`, :data:`LIVE_STDERR`) while the agent runs (:func:`finished_agent`).
     """
-    if stopping():  # Ctrl+C came first: write nothing, so the caller can put the run back as it was
-        raise AgentInterrupted(f"agent in {workspace} not started: the repair was interrupted")
     call = _Invocation(run_dir, workspace, settings)
-    call.agent_dir.mkdir(parents=True, exist_ok=True)
-    call.write_command(0.0, 0)
-    log.info("Agent of %s: %s", _label(call.run_dir), shlex.join(call.entry.command))  # secrets scrubbed
+    # Under the run's preparation lock (operations.unstarted): a Ctrl+C put-back sees both the
+    # command log and the spawn, or neither, and once it put the run back nothing starts here.
+    with changing(call.run_dir):
+        if stopping():  # Ctrl+C came first: write nothing, so the run is put back as it was
+            raise AgentInterrupted(f"agent in {workspace} not started: the repair was interrupted")
+        call.agent_dir.mkdir(parents=True, exist_ok=True)
+        call.write_command(0.0, 0)
+        log.info("Agent of %s: %s", _label(call.run_dir), shlex.join(call.entry.command))  # secrets scrubbed
+        begun = time.monotonic()
+        started = _start(call)
+    run = started if isinstance(started, ProcessRun) else finish(started, settings, *call.live_logs)
+    with recording(call.run_dir):  # a put-back at the exit then finds its end recorded, or not
+        if stopping() and run.spawn_error is not None:  # stopped before it was spawned: no trace,
+            (call.agent_dir / "command_log.json").unlink(missing_ok=True)  # so the run is put back
+            raise AgentInterrupted(f"agent in {call.workspace} not started: the repair was interrupted")
+        if stopping():  # stop_agents() ended it: not the agent's outcome. No result.json is written,
+            # so the run classifies as `partial` (started, not finished) and the next repair archives
+            # it and starts it over; interrupted.log says why (finished_agent() then ignores it).
+            note_interrupted(call.agent_dir, run.stdout + run.stderr)
+            raise AgentInterrupted(f"agent in {call.workspace} stopped: the repair was interrupted")
+        return _record(call, run, time.monotonic() - begun)
 
-    start = time.monotonic()
+
+def _start(call: _Invocation) -> subprocess.Popen[bytes] | ProcessRun:
     if not call.prompt_file.is_file():
-        run = ProcessRun()
-        run.spawn_error = f"Agent prompt not found: {call.prompt_file} (prepare the workspace first)"
-        run.stderr = run.spawn_error + "\n"
-    elif not call.workspace.is_dir():
-        run = ProcessRun()
-        run.spawn_error = f"Workspace not found: {call.workspace}"
-        run.stderr = run.spawn_error + "\n"
-    else:
-        run = execute(
-            call.argv,
-            call.workspace,
-            call.env,
-            settings,
-            call.agent_dir / LIVE_STDOUT,
-            call.agent_dir / LIVE_STDERR,
-        )
-    if stopping() and run.spawn_error is not None:  # stopped before it was spawned: no trace,
-        (call.agent_dir / "command_log.json").unlink(missing_ok=True)  # so the caller puts the run back
-        raise AgentInterrupted(f"agent in {call.workspace} not started: the repair was interrupted")
-    if stopping():  # stop_agents() ended it: not the agent's outcome. No result.json is written,
-        # so the run classifies as `partial` (started, not finished) and the next repair archives
-        # it and starts it over; interrupted.log says why (finished_agent() then ignores it).
-        note_interrupted(call.agent_dir, run.stdout + run.stderr)
-        raise AgentInterrupted(f"agent in {call.workspace} stopped: the repair was interrupted")
-    return _record(call, run, time.monotonic() - start)
+        return not_started(f"Agent prompt not found: {call.prompt_file} (prepare the workspace first)")
+    if not call.workspace.is_dir():
+        return not_started(f"Workspace not found: {call.workspace}")
+    return start(call.argv, call.workspace, call.env, *call.live_logs)
 
 
 def note_interrupted(agent_dir: Path, output: str | None = None) -> None:

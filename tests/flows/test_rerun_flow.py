@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,41 @@ def test_agent_failure_is_recorded_and_reported(tmp_path, monkeypatch):
         assert provider.agent_starts("T0/00/run_02") == 1, "a genuine failure is not retried"
         assert "T0/00/run_02" in summary.markdown() and "agent_failed" in summary.markdown()
         assert classify(exp)["T0/00/run_02"] == "failed"
+
+
+def test_no_more_runs_are_prepared_than_agents_may_run(tmp_path, monkeypatch):
+    """A run is archived and its worktree built only once it may run its agent: at most
+    ``max_concurrent`` runs are between their archive and their agent's end at any moment.
+    Before, all of them were prepared at once (a Ctrl+C then had dozens to put back)."""
+    import tasks.steps
+
+    exp, truth = make_experiment(
+        tmp_path, tiers=["T0"], subtests_per_tier=1, runs_per_subtest=6, mix={"failed": 1.0}
+    )
+    lock, open_runs, peak = threading.Lock(), set(), []
+    archive, run_agent = tasks.steps.archive_run, tasks.steps.run_agent
+
+    def archive_counting(layout, key, base_repo):
+        with lock:
+            open_runs.add(key.label)
+            peak.append(len(open_runs))
+        return archive(layout, key, base_repo)
+
+    def agent_counting(run_dir, workspace, settings):
+        try:
+            return run_agent(run_dir, workspace, settings)
+        finally:
+            with lock:
+                open_runs.discard("/".join(Path(run_dir).parts[-3:]))
+
+    monkeypatch.setattr(tasks.steps, "archive_run", archive_counting)
+    monkeypatch.setattr(tasks.steps, "run_agent", agent_counting)
+    with simulated_provider(monkeypatch, tmp_path):
+        summary = summary_of(
+            rerun_agents(str(exp), tiers_dir=str(TIERS), max_concurrent=2, return_state=True)
+        )
+    assert summary.succeeded == 6
+    assert len(peak) == 6 and max(peak) <= 2, peak
 
 
 def test_missing_base_repo_blocks_before_anything_moves(tmp_path, monkeypatch):

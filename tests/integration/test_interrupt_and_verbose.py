@@ -62,9 +62,14 @@ def agent_events(repairs: Repairs) -> list[dict]:
     ]
 
 
-def stopped_agents(exp: Path) -> set[str]:
-    """Runs whose agent the repair spawned and then stopped (it records ``agent/interrupted.log``)."""
-    return {str(p.relative_to(exp).parents[1]) for p in exp.glob("T*/*/run_*/agent/interrupted.log")}
+def stopped_agents(exp: Path) -> dict[str, tuple[int, int]]:
+    """Runs whose agent the repair spawned and then stopped (it records ``agent/interrupted.log``),
+    with that record's inode and mtime: a run stopped again writes a new one (atomically: a new
+    inode), with the same bytes when both agents were stopped before printing anything."""
+    return {
+        str(p.relative_to(exp).parents[1]): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in exp.glob("T*/*/run_*/agent/interrupted.log")
+    }
 
 
 def interrupt(repairs: Repairs, what: str, when) -> None:
@@ -85,12 +90,14 @@ def interrupt(repairs: Repairs, what: str, when) -> None:
     events = agent_events(repairs)[seen:]
     # Started: the fake agent logged its start, or the repair spawned it and recorded the stop
     # (an agent killed within its first few hundred ms never gets to log its start).
-    spawned = stopped_agents(repairs.exp) - stopped_before
+    spawned = {
+        run for run, record in stopped_agents(repairs.exp).items() if stopped_before.get(run) != record
+    }
     started = {e["run"] for e in events} | spawned
     after, now = repairs.statuses(), run_digests(repairs.exp)
     for run in statuses:
         if run not in started:
-            assert after[run] == statuses[run], (what, run)
+            assert after[run] == statuses[run], (what, run, err[-4000:])
             changed = differences(files.get(run), now.get(run))
             assert not changed, (what, run, "files changed but its agent never started", changed[:20])
     new_archives = repairs.archived() - archived

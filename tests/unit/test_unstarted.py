@@ -1,18 +1,21 @@
-"""A repair ended by Ctrl+C while a run's agent step had begun (``put_back_all``, the CLI's last
-act before a stuck process exits): each run ends as what really happened to it.
+"""A repair ended by Ctrl+C around a run's agent start (``operations.unstarted``): each run ends as
+what really happened to it, whoever settles it (the run's own thread or ``put_back_all``, the
+CLI's last act before a stuck process exits).
 
 * its agent was spawned: the stop is recorded (``interrupted.log``) and the run is ``partial``;
-* only its command log was written (no agent ever ran): it is put back exactly as it was,
-  its archived attempt back in place and nothing left under ``.failed/``.
+* its agent never ran: it is put back exactly as it was, its archived attempt back in place and
+  nothing left under ``.failed/``;
+* a thread in the middle of changing the run's files is waited for, and changes nothing after;
+* a run registered but not yet archived is left alone.
 
-Before, both were left ``partial`` without a record, so a run whose agent never started looked
-started (found by the Ctrl+C test of ``tests/integration/test_interrupt_and_verbose.py``).
+Each case was a failure of the Ctrl+C test of ``tests/integration/test_interrupt_and_verbose.py``
+under load before its fix.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -22,19 +25,23 @@ import pytest
 
 from experiment.layout import ExperimentLayout, RunKey
 from experiment.status import RunStatus, classify_run
+from operations.agent import process
 from operations.agent.command import AgentSettings
-from operations.agent.process import execute
+from operations.agent.process import AgentInterrupted, execute
 from operations.agent.run import INTERRUPTED_NOTE
 from operations.archive import archive_run
-from operations.unstarted import preparing, put_back_all, put_back_unstarted
+from operations.unstarted import DISCARDED_DIR, changing, preparing, put_back_all
 from simulation.generator import generate_experiment
 
 KEY = RunKey("T0", "00", 1)
 
 
+def files_of(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture
-def archived(tmp_path: Path):
-    """A failed run archived by a repair, its new run dir prepared and its command log written."""
+def experiment(tmp_path: Path):
     gen = generate_experiment(
         tmp_path / "exp",
         tiers=["T0"],
@@ -43,81 +50,164 @@ def archived(tmp_path: Path):
         mix={"failed": 1.0},
         with_base_repo=True,
     )
-    layout = ExperimentLayout(gen.path)
-    archived_to = archive_run(layout, KEY, gen.path / "repo")
+    return gen, ExperimentLayout(gen.path)
+
+
+def new_attempt(layout: ExperimentLayout) -> Path:
+    """The fresh run dir a workspace step leaves: prompt and command log, no agent output."""
     agent_dir = layout.run_dir(KEY) / "agent"
     agent_dir.mkdir(parents=True)
     (agent_dir / "prompt.md").write_text("task\n")
     (agent_dir / "command_log.json").write_text('{"commands": []}')
-    return gen, layout, archived_to, agent_dir
+    return agent_dir
 
 
-def test_a_spawned_agent_is_recorded_as_interrupted(archived) -> None:
-    gen, layout, archived_to, agent_dir = archived
-    execute(  # this process started the agent (it printed, then the process was ended)
-        [sys.executable, "-c", "print('working')"],
-        agent_dir,
-        dict(os.environ),
-        AgentSettings(),
-        agent_dir / "stdout.live.log",
-        agent_dir / "stderr.live.log",
-    )
-    with preparing(layout, KEY, gen.path / "repo", archived_to):
+def archive(preparation, layout: ExperimentLayout, repo: Path) -> Path:
+    with changing(layout.run_dir(KEY)) as held:
+        assert held is preparation
+        archived_to = archive_run(layout, KEY, repo)
+        preparation.archived(archived_to)
+    return archived_to
+
+
+@pytest.fixture
+def stop_flag():
+    """The process-wide stop flag of a Ctrl+C, cleared again for the next test."""
+    process._STOPPED.set()
+    yield
+    process._STOPPED.clear()
+
+
+def test_a_spawned_agent_is_recorded_as_interrupted(experiment) -> None:
+    gen, layout = experiment
+    with preparing(layout, KEY, gen.path / "repo") as preparation:
+        archived_to = archive(preparation, layout, gen.path / "repo")
+        agent_dir = new_attempt(layout)
+        execute(  # this process started the agent (it printed, then the process was ended)
+            [sys.executable, "-c", "print('working')"],
+            agent_dir,
+            dict(os.environ),
+            AgentSettings(),
+            agent_dir / "stdout.live.log",
+            agent_dir / "stderr.live.log",
+        )
         assert put_back_all() == 0
     assert (agent_dir / "interrupted.log").read_text().startswith("working\n")
     assert INTERRUPTED_NOTE in (agent_dir / "interrupted.log").read_text()
     assert classify_run(layout.run_dir(KEY)).status is RunStatus.PARTIAL
-    assert Path(archived_to).exists()  # the old attempt stays archived: a new one ran
+    assert archived_to.exists()  # the old attempt stays archived: a new one ran
 
 
-def test_a_command_log_without_an_agent_is_put_back(archived) -> None:
-    gen, layout, archived_to, agent_dir = archived
-    with preparing(layout, KEY, gen.path / "repo", archived_to):
+def test_a_command_log_without_an_agent_is_put_back(experiment) -> None:
+    gen, layout = experiment
+    before = files_of(layout.run_dir(KEY))
+    with preparing(layout, KEY, gen.path / "repo") as preparation:
+        archived_to = archive(preparation, layout, gen.path / "repo")
+        new_attempt(layout)
         assert put_back_all() == 1
-    assert not Path(archived_to).exists()
+    assert not archived_to.exists() and not any(archived_to.parent.iterdir())
+    assert files_of(layout.run_dir(KEY)) == before
     assert classify_run(layout.run_dir(KEY)).status is RunStatus.FAILED  # as it was
-    assert not (layout.run_dir(KEY) / "agent" / "command_log.json").read_text().startswith('{"commands": []}')
+    assert not any((layout.prefect_dir / DISCARDED_DIR).iterdir())  # the fresh dir is gone
 
 
-def test_a_run_still_being_written_is_put_back_all_the_same(archived) -> None:
-    """At a forced exit the run's own thread may still be writing its new attempt (a worktree
-    being checked out): the put-back waits for the dir to stay removed, then moves the archived
-    attempt back (one rmtree left the dir, and the failed run read ``missing``)."""
-    gen, layout, archived_to, agent_dir = archived
-    (agent_dir / "command_log.json").unlink()  # still preparing: no agent step yet
+def test_a_run_being_written_is_waited_for_and_then_left_alone(experiment) -> None:
+    """At a forced exit the run's own thread may be in its workspace step (a worktree being
+    checked out): the put-back waits for that change to end, puts the run back, and the thread
+    then changes nothing more (one rmtree raced it before, and the failed run read ``missing``)."""
+    gen, layout = experiment
+    before = files_of(layout.run_dir(KEY))
     run_dir = layout.run_dir(KEY)
-    stop = threading.Event()
+    inside, refused = threading.Event(), []
 
-    def checkout() -> None:  # a writer that keeps adding files for a moment
-        deadline = time.monotonic() + 0.3
-        n = 0
-        while time.monotonic() < deadline and not stop.is_set():
-            with contextlib.suppress(OSError):
+    def workspace_step(preparation) -> None:
+        with changing(run_dir):
+            inside.set()
+            for n in range(30):  # a checkout that takes a moment
                 (run_dir / "workspace").mkdir(parents=True, exist_ok=True)
                 (run_dir / "workspace" / f"f{n}").write_text("x")
-            n += 1
+                time.sleep(0.01)
+        deadline = time.monotonic() + 5  # Prefect's bookkeeping between two steps
+        while not preparation.settled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            with changing(run_dir):  # its next step (the agent's command log)
+                (run_dir / "agent").mkdir(exist_ok=True)
+        except AgentInterrupted:
+            refused.append(True)
 
-    writer = threading.Thread(target=checkout)
-    writer.start()
-    try:
-        with preparing(layout, KEY, gen.path / "repo", archived_to):
-            assert put_back_all() == 1
-    finally:
-        stop.set()
+    with preparing(layout, KEY, gen.path / "repo") as preparation:
+        archived_to = archive(preparation, layout, gen.path / "repo")
+        writer = threading.Thread(target=workspace_step, args=(preparation,))
+        writer.start()
+        inside.wait(5)
+        assert put_back_all() == 1
         writer.join()
-    assert not Path(archived_to).exists()
+    assert refused == [True]
+    assert not archived_to.exists()
+    assert files_of(run_dir) == before
     assert classify_run(run_dir).status is RunStatus.FAILED  # as it was
 
 
-def test_a_second_put_back_of_the_same_run_changes_nothing(archived) -> None:
+def test_a_second_put_back_of_the_same_run_changes_nothing(experiment) -> None:
     """The run's thread and the CLI's exit path may both put a run back: the second must not
     take the restored attempt for a fresh dir and delete it (an old attempt without a command
     log, e.g. one killed before its agent step, looked exactly like that)."""
-    gen, layout, archived_to, agent_dir = archived
-    (Path(archived_to) / "agent" / "command_log.json").unlink()
-    (agent_dir / "command_log.json").unlink()
+    gen, layout = experiment
+    (layout.run_dir(KEY) / "agent" / "command_log.json").unlink()
+    with preparing(layout, KEY, gen.path / "repo") as preparation:
+        archive(preparation, layout, gen.path / "repo")
+        new_attempt(layout)
+        assert preparation.settle(thorough=True) is True
+        restored = files_of(layout.run_dir(KEY))
+        assert put_back_all() == 0
+    assert files_of(layout.run_dir(KEY)) == restored
+
+
+def test_a_run_not_yet_archived_is_left_alone(experiment) -> None:
+    """Registered, the stop came before its archive: its files are the old attempt's, and the
+    archive that follows is refused."""
+    gen, layout = experiment
+    before = files_of(layout.run_dir(KEY))
+    with preparing(layout, KEY, gen.path / "repo"):
+        assert put_back_all() == 0
+        with pytest.raises(AgentInterrupted), changing(layout.run_dir(KEY)):
+            archive_run(layout, KEY, gen.path / "repo")
+    assert files_of(layout.run_dir(KEY)) == before
+
+
+def test_no_run_registers_once_a_stop_was_asked_for(experiment, stop_flag) -> None:
+    """``put_back_all`` looks once: a run registering after the stop would be archived unseen."""
+    gen, layout = experiment
+    with pytest.raises(AgentInterrupted), preparing(layout, KEY, gen.path / "repo"):
+        pass
+
+
+def test_the_thread_put_back_removes_the_fresh_worktree_and_only_its_branch(experiment) -> None:
+    """The fresh worktree's branch is read from its files (``<id>_T0_00_run_01`` for a rerun):
+    the bare ``T0_00_run_01`` of another experiment sharing the repository stays."""
+    gen, layout = experiment
     repo = gen.path / "repo"
-    assert put_back_unstarted(layout, KEY, repo, archived_to)
-    restored = sorted(p.name for p in layout.run_dir(KEY).rglob("*"))
-    assert not put_back_unstarted(layout, KEY, repo, archived_to)
-    assert sorted(p.name for p in layout.run_dir(KEY).rglob("*")) == restored
+    with preparing(layout, KEY, repo) as preparation:
+        archive(preparation, layout, repo)
+        new_attempt(layout)
+        git = ["git", "-C", str(repo)]
+        subprocess.run([*git, "branch", "T0_00_run_01"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *git,
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                "abcd1234_T0_00_run_01",
+                str(layout.run_dir(KEY) / "workspace"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        assert preparation.settle(thorough=True) is True
+    branches = subprocess.run([*git, "branch", "--list"], capture_output=True, text=True, check=True).stdout
+    assert "abcd1234_T0_00_run_01" not in branches and "T0_00_run_01" in branches
+    worktrees = subprocess.run([*git, "worktree", "list"], capture_output=True, text=True, check=True).stdout
+    assert str(layout.run_dir(KEY)) not in worktrees
