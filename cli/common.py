@@ -205,14 +205,14 @@ def interruptible(
         if _interrupt_reported.is_set() or fired.is_set():
             hard_exit()
         fired.set()
+        # The watchdog first: if stopping blocks (it waits on the agents' registry lock), the
+        # process still ends within the grace period instead of hanging in this handler.
+        watchdog = threading.Timer(grace_seconds, hard_exit)
+        watchdog.daemon = True
+        watchdog.start()
         if logging.getLogger().level > logging.DEBUG:
             logging.getLogger("prefect").setLevel(logging.CRITICAL + 1)
-        try:
-            on_interrupt()
-        finally:
-            watchdog = threading.Timer(grace_seconds, hard_exit)
-            watchdog.daemon = True
-            watchdog.start()
+        on_interrupt()
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}

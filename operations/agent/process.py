@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from operations.agent.command import AgentSettings
@@ -63,8 +63,18 @@ run whose agent ran from one whose agent step wrote its command log but never sp
 _STOPPED = threading.Event()
 
 
+_HELD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+"""Blocked in the forking thread while an agent is forked (see :func:`_spawning`)."""
+
+
 def _die_with_parent_fn() -> Callable[[], None] | None:
-    """A ``preexec_fn`` setting PR_SET_PDEATHSIG=SIGKILL (None where prctl is unavailable)."""
+    """A ``preexec_fn`` setting PR_SET_PDEATHSIG=SIGKILL (None where prctl is unavailable).
+
+    It also gives the child the default action for SIGINT/SIGTERM before unblocking them
+    (:func:`_spawning` blocked them for the fork): until its exec the child is a copy of this
+    process running Python, and a Ctrl+C to the terminal's process group landing there ran the
+    CLI's own handler in the child, which waited forever on a lock the parent held at the fork
+    (``_LIVE_LOCK``); the parent, waiting for the child's exec with that lock held, hung too."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -80,8 +90,26 @@ def _die_with_parent_fn() -> Callable[[], None] | None:
         prctl(pr_set_pdeathsig, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
+        for sig in _HELD_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
 
     return preexec
+
+
+@contextlib.contextmanager
+def _spawning(preexec: Callable[[], None] | None) -> Iterator[None]:
+    """Block SIGINT/SIGTERM in this thread while it forks an agent whose ``preexec`` unblocks
+    them (the child inherits the mask; see :func:`_die_with_parent_fn`). The process still gets
+    them: the kernel hands them to another thread, and the main thread runs the handler."""
+    if preexec is None:  # no Python runs in the child (and nothing would unblock them there)
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def stop_agents(grace_seconds: float = 3.0) -> int:
@@ -155,16 +183,18 @@ def start(
             with _LIVE_LOCK:  # registered before a concurrent stop_agents() can miss it, and
                 if _STOPPED.is_set():  # the stop flag read under the same lock: no agent after it
                     return not_started(_STOPPING)
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent_fn(),
-                )
+                preexec = _die_with_parent_fn()
+                with _spawning(preexec):
+                    proc = subprocess.Popen(
+                        argv,
+                        cwd=cwd,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        start_new_session=True,
+                        preexec_fn=preexec,
+                    )
                 _LIVE_GROUPS.add(proc.pid)
                 _SPAWNED.add(stdout_path.parent.absolute())
         except OSError as exc:
