@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -160,6 +161,17 @@ def seed_prefect_database(target: Path) -> Path:
     return target
 
 
+QUIET_SERVER_SERVICES = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in ("EVENT_PERSISTER", "TRIGGERS", "SCHEDULER", "LATE_RUNS", "FOREMAN", "PAUSE_EXPIRATIONS")
+}
+"""Server services a test server runs without a reader: no test reads stored events or has an
+automation (the scale-out module's zombie automation runs on its own server), schedules or
+watches workers. Task runs are still recorded (the task-run recorder is another service), and
+leases still expire. Measured on a 12-run CLI repair: the server's CPU 6.8/5.7 s -> 4.8/3.9 s
+(the event persister and the triggers); idle, 3.9 % of a core -> 1.3 % (the loops)."""
+
+
 @pytest.fixture(scope="session")
 def prefect_server_url() -> str:
     """The API URL (``http://127.0.0.1:PORT/api``) of one real ``prefect server start`` shared by
@@ -172,14 +184,23 @@ def prefect_server_url() -> str:
 
     home = Path(os.environ[_SHARED_HOME_ENV])
     seed_prefect_database(home / "prefect.db")
-    url, _ = ensure_server(home, preferred_port=0)  # not 4200: yours
+    with mock.patch.dict(os.environ, QUIET_SERVER_SERVICES):  # the server's environment only
+        url, _ = ensure_server(home, preferred_port=0)  # not 4200: yours
     return url
 
 
-_FIRST = ("tests/integration/", "tests/flows/")
-"""Directories whose tests start first: they are the slow ones (seconds to minutes, mostly
-waiting on subprocesses and sleeps), so under ``-n 4`` each worker takes one
-of them at once and the fast unit tests fill the gaps, instead of a slow test starting last."""
+_FIRST = (
+    "tests/integration/test_sigkill_resume.py",  # the longest test (~150-200 s)
+    "tests/integration/test_truthful_states.py",  # one worker, its own server (~70-100 s)
+    "tests/integration/test_scale_out.py",  # one worker, PostgreSQL and a server (~150 s)
+    "tests/flows/test_rate_limits.py",  # the rate-limit acceptance (~100 s)
+    "tests/integration/",
+    "tests/flows/",
+)
+"""Tests that start first, longest first: they are the slow ones (seconds to minutes, mostly
+waiting on subprocesses and sleeps), so under ``-n 4`` each worker takes one of them at once
+and the fast unit tests fill the gaps, instead of a long test starting last and the run
+waiting for it alone."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

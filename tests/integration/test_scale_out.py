@@ -133,9 +133,9 @@ class Scale:
     killed: set[str] = field(default_factory=set)
 
 
-# Session scope: the module's tests share one worker (ONE_WORKER_MODULES), and a module fixture
-# would be made again if that worker ran another module's test between two of them.
-@pytest.fixture(scope="session")
+# Module scope: the module's tests run on one worker, one after the other (ONE_WORKER_MODULES:
+# xdist sends them as one unit), so the services are made once and stopped once the module ends.
+@pytest.fixture(scope="module")
 def scale(tmp_path_factory) -> Iterator[Scale]:
     """PostgreSQL, a Prefect server on it, the pool, the deployments and the judges; workers are
     started by the tests (and, entered last, stopped first)."""

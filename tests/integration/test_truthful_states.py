@@ -5,8 +5,6 @@
   failing run's ``repair`` task is Failed with its reason, the deferred one Completed named
   ``Deferred``, no task run is RolledBack, every finished step's result is on disk, and the flow
   run is Failed with "1 of N reruns failed" (the CLI exits 1);
-* SIGKILL at 20 seeded random instants across agents, judges and finalize, then one resume:
-  every run completed, no finished agent started again, every JSON file readable;
 * a nightly deployment run whose subflow is deferred by a quota window schedules its resume on
   the ``rerun-agents`` deployment, and that run starts and completes.
 
@@ -18,9 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -31,11 +27,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulation.claude_log import fake_claude_bin, runs, write_script
+from simulation.claude_log import fake_claude_bin, write_script
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
-from tests.conftest import seed_prefect_database
-from tests.integration.test_crash_resume import _running, assert_every_json_parses, with_suppressed
+from tests.conftest import QUIET_SERVER_SERVICES, seed_prefect_database
 from tests.integration.test_deployments import (
     POOL,
     TIERS,
@@ -66,9 +61,9 @@ class Server:
         return self.api.post("/task_runs/filter", json=body).json()
 
 
-# Session scope: the module's tests share one worker (ONE_WORKER_MODULES), and a module fixture
-# would be made again if that worker ran another module's test between two of them.
-@pytest.fixture(scope="session")
+# Module scope: the module's tests run on one worker, one after the other (ONE_WORKER_MODULES:
+# xdist sends them as one unit), so the services are made once and stopped once the module ends.
+@pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("prefect-server")
     seed_prefect_database(home / "prefect.db")
@@ -76,8 +71,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
     api_url = f"http://127.0.0.1:{port}/api"
     env = prefect_env(home, api_url)
     args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    server_env = dict(env, **QUIET_SERVER_SERVICES)  # its clients (CLI, worker) get the plain env
     with (
-        process(args, env, home / "server.log") as proc,
+        process(args, server_env, home / "server.log") as proc,
         httpx.Client(base_url=api_url, timeout=10) as api,
     ):
         wait_for(lambda: healthy(api) or proc.poll() is not None, 90, "the Prefect server")
@@ -97,8 +93,9 @@ def make_experiment(root: Path, runs_per_subtest: int, mix: dict[str, float], se
     ).path
 
 
-def cli_env(server: Server, judges: MessagesServer, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in server.env.items() if not k.startswith("FAKE_CLAUDE")}
+def cli_env(base: dict[str, str], judges: MessagesServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """``base`` (a Prefect client's environment) with the fake claude and the judges."""
+    env = {k: v for k, v in base.items() if not k.startswith("FAKE_CLAUDE")}
     env.update(
         PATH=f"{fake_claude_bin()}{os.pathsep}{env['PATH']}",
         ANTHROPIC_BASE_URL=judges.url,
@@ -139,7 +136,7 @@ def test_states_tell_the_truth(server, tmp_path):
         ],
     )
     with MessagesServer(ServerBehavior(fail_sequence=["429", "529", "429"], retry_after=1)) as judges:
-        env = cli_env(server, judges, tmp_path, FAKE_CLAUDE_SCRIPT=str(script))
+        env = cli_env(server.env, judges, tmp_path, FAKE_CLAUDE_SCRIPT=str(script))
         done = subprocess.run(
             repair_argv(exp, "--max-concurrent", "2"), env=env, capture_output=True, text=True, timeout=240
         )
@@ -176,72 +173,6 @@ def test_states_tell_the_truth(server, tmp_path):
     assert judged == {"run_02", "run_04"}, sorted(results)
 
 
-def kill_once(argv: list[str], env: dict[str, str], log: Path, judges: MessagesServer, delay: float):
-    """Start the repair, wait until it works (an agent starts or a judge is asked), SIGKILL it
-    ``delay`` s later; returns ``delay``, or None when the repair ended before working."""
-    agents_before = len(runs(log)) if log.exists() else 0
-    judged_before = judges.stats()["requests"]
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            started = len(runs(log)) if log.exists() else 0
-            if started > agents_before or judges.stats()["requests"] > judged_before:
-                break
-            time.sleep(0.05)
-        if proc.poll() is not None:
-            return None
-        time.sleep(delay)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        with_suppressed(lambda: os.killpg(proc.pid, signal.SIGKILL))
-        proc.wait(timeout=30)
-    alive = [r["pid"] for r in runs(log) if r["exit_code"] is None and _running(r["pid"])]
-    wait_for(lambda: not [p for p in alive if _running(p)], 5, "the killed repair's agents to die")
-    return delay
-
-
-@pytest.mark.skipif(not RERUN_AGENTS.exists(), reason="console script not installed")
-def test_sigkill_at_20_random_instants_then_resume(server, tmp_path):
-    seed = int(os.environ.get("SCYLLA_KILL_SEED", str(random.SystemRandom().randrange(10**6))))
-    print(f"\nSIGKILL instants seed: {seed} (rerun with SCYLLA_KILL_SEED={seed})")
-    rng = random.Random(seed)
-    # Enough work for 20 kills on a fast machine: each kill lets about 1.5 runs finish (at most
-    # ~4), so 28 runs ran out after 19 kills on a quiet machine; the rest is the resume's.
-    exp = make_experiment(tmp_path, 44, {"failed": 0.5, "missing": 0.5}, seed=seed % 97)
-    log = tmp_path / "fake-claude.log"
-    with MessagesServer(ServerBehavior(latency=0.3, seed=seed)) as judges:
-        env = cli_env(server, judges, tmp_path, FAKE_CLAUDE_DELAY="1.0")
-        argv = repair_argv(exp, "--max-concurrent", "2")
-        kills = []
-        for _ in range(20):
-            delay = kill_once(argv, env, log, judges, rng.uniform(0.0, 2.5))
-            if delay is None:  # nothing left to do: the repair finished between kills
-                break
-            kills.append(round(delay, 2))
-            assert_every_json_parses(exp)
-        print(f"killed {len(kills)} times, {kills} s after work began")
-        assert len(kills) == 20, "the repair finished before the 20th kill: give it more runs"
-        done = subprocess.run(argv + ["--json"], env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    statuses = json.loads(
-        subprocess.run(
-            argv + ["--dry-run", "--json"], env=env, capture_output=True, text=True, timeout=120
-        ).stdout
-    )
-    assert {r["status"] for r in statuses["runs"]} == {"completed"}
-    finished: dict[str, int] = {}
-    for r in runs(log):
-        if r["exit_code"] == 0:
-            label = "/".join(Path(r["cwd"]).relative_to(exp).parts[:3])
-            finished[label] = finished.get(label, 0) + 1
-    assert set(finished.values()) == {1}, {k: v for k, v in finished.items() if v > 1}
-    assert_every_json_parses(exp)
-
-
 def test_nightly_quota_resume_runs_on_the_rerun_deployment(server, tmp_path):
     root = tmp_path / "fullruns"
     exp = make_experiment(root, 2, {"failed": 1.0}, seed=11)
@@ -254,7 +185,7 @@ def test_nightly_quota_resume_runs_on_the_rerun_deployment(server, tmp_path):
     prefect(env, "--no-prompt", "deploy", "--all", timeout=120)
     with ExitStack() as stack:
         judges = stack.enter_context(MessagesServer(ServerBehavior()))
-        worker_env = cli_env(server, judges, tmp_path, FAKE_CLAUDE_SCRIPT=str(script))
+        worker_env = cli_env(server.env, judges, tmp_path, FAKE_CLAUDE_SCRIPT=str(script))
         worker_env["PREFECT_LOGGING_LEVEL"] = "INFO"
         worker = stack.enter_context(
             process(
