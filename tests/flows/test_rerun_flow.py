@@ -44,11 +44,42 @@ def archived(exp: Path) -> list[str]:
     return sorted(str(p.relative_to(exp)) for p in exp.glob("T*/*/.failed/*"))
 
 
-def test_full_repair_of_every_status(tmp_path, monkeypatch):
+@pytest.fixture
+def prepared_at_once(monkeypatch) -> list[int]:
+    """How many runs were between their archive and their agent's end, at each archive. A run is
+    archived and its worktree built only once it may run its agent; before, every run of the
+    repair was prepared at once (a Ctrl+C then had dozens to put back)."""
+    import tasks.steps
+
+    lock, open_runs, counts = threading.Lock(), set(), []
+    archive, run_agent = tasks.steps.archive_run, tasks.steps.run_agent
+
+    def archive_counting(layout, key, base_repo):
+        with lock:
+            open_runs.add(key.label)
+            counts.append(len(open_runs))
+        return archive(layout, key, base_repo)
+
+    def agent_counting(run_dir, workspace, settings):
+        try:
+            return run_agent(run_dir, workspace, settings)
+        finally:
+            with lock:
+                open_runs.discard("/".join(Path(run_dir).parts[-3:]))
+
+    monkeypatch.setattr(tasks.steps, "archive_run", archive_counting)
+    monkeypatch.setattr(tasks.steps, "run_agent", agent_counting)
+    return counts
+
+
+def test_full_repair_of_every_status(tmp_path, monkeypatch, prepared_at_once):
     exp, truth = make_experiment(tmp_path)
     with simulated_provider(monkeypatch, tmp_path) as provider:
-        summary = summary_of(rerun_agents(str(exp), tiers_dir=str(TIERS), return_state=True))
+        summary = summary_of(
+            rerun_agents(str(exp), tiers_dir=str(TIERS), max_concurrent=2, return_state=True)
+        )
         to_rerun = sorted(r for r, s in truth.items() if s in ("failed", "partial", "missing"))
+        assert len(prepared_at_once) == len(to_rerun) > 2 and max(prepared_at_once) <= 2, prepared_at_once
         to_regenerate = sorted(r for r, s in truth.items() if s == "results")
         assert sorted(r.run for r in summary.runs if r.action == "rerun") == to_rerun
         assert sorted(r.run for r in summary.runs if r.action == "regenerate") == to_regenerate
@@ -158,41 +189,6 @@ def test_agent_failure_is_recorded_and_reported(tmp_path, monkeypatch):
         assert provider.agent_starts("T0/00/run_02") == 1, "a genuine failure is not retried"
         assert "T0/00/run_02" in summary.markdown() and "agent_failed" in summary.markdown()
         assert classify(exp)["T0/00/run_02"] == "failed"
-
-
-def test_no_more_runs_are_prepared_than_agents_may_run(tmp_path, monkeypatch):
-    """A run is archived and its worktree built only once it may run its agent: at most
-    ``max_concurrent`` runs are between their archive and their agent's end at any moment.
-    Before, all of them were prepared at once (a Ctrl+C then had dozens to put back)."""
-    import tasks.steps
-
-    exp, truth = make_experiment(
-        tmp_path, tiers=["T0"], subtests_per_tier=1, runs_per_subtest=6, mix={"failed": 1.0}
-    )
-    lock, open_runs, peak = threading.Lock(), set(), []
-    archive, run_agent = tasks.steps.archive_run, tasks.steps.run_agent
-
-    def archive_counting(layout, key, base_repo):
-        with lock:
-            open_runs.add(key.label)
-            peak.append(len(open_runs))
-        return archive(layout, key, base_repo)
-
-    def agent_counting(run_dir, workspace, settings):
-        try:
-            return run_agent(run_dir, workspace, settings)
-        finally:
-            with lock:
-                open_runs.discard("/".join(Path(run_dir).parts[-3:]))
-
-    monkeypatch.setattr(tasks.steps, "archive_run", archive_counting)
-    monkeypatch.setattr(tasks.steps, "run_agent", agent_counting)
-    with simulated_provider(monkeypatch, tmp_path):
-        summary = summary_of(
-            rerun_agents(str(exp), tiers_dir=str(TIERS), max_concurrent=2, return_state=True)
-        )
-    assert summary.succeeded == 6
-    assert len(peak) == 6 and max(peak) <= 2, peak
 
 
 def test_missing_base_repo_blocks_before_anything_moves(tmp_path, monkeypatch):
