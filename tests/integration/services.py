@@ -31,6 +31,8 @@ from typing import TypeVar
 import httpx
 
 PROJECT = Path(__file__).resolve().parents[2]
+TIERS = PROJECT / "tests" / "fixtures" / "scylla-tiers"
+POOL = "scylla-repair"  # the work pool named in prefect.yaml
 PG_USER = "scylla-pg"
 """The unprivileged system user that runs PostgreSQL when the tests run as root."""
 T = TypeVar("T")

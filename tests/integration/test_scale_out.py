@@ -152,6 +152,10 @@ def scale(tmp_path_factory) -> Iterator[Scale]:
                 root / "logs" / "server.log",
                 cluster.url,
                 PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS=str(REPOSSESSOR_LOOP),
+                # Nothing here reads stored events (the zombie automation's triggers read the
+                # event stream), and no schedule is due: see tests/conftest.QUIET_SERVER_SERVICES.
+                PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED="false",
+                PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
             )
         )
         timings["server"] = time.monotonic() - started

@@ -20,8 +20,8 @@ import pytest
 
 from simulation.claude_log import runs
 from simulation.messages_server import MessagesServer, ServerBehavior
+from tests.integration.services import prefect_env, wait_for
 from tests.integration.test_crash_resume import _running, assert_every_json_parses, with_suppressed
-from tests.integration.test_deployments import prefect_env, wait_for
 from tests.integration.test_truthful_states import RERUN_AGENTS, cli_env, make_experiment, repair_argv
 
 pytestmark = [pytest.mark.integration]

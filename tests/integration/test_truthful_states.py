@@ -5,6 +5,9 @@
   failing run's ``repair`` task is Failed with its reason, the deferred one Completed named
   ``Deferred``, no task run is RolledBack, every finished step's result is on disk, and the flow
   run is Failed with "1 of N reruns failed" (the CLI exits 1);
+* the deployments as a user runs them (``prefect deploy --all`` from ``prefect.yaml``, a process
+  work pool, a worker, ``prefect deployment run``): a repair completes with its artifacts, the
+  nightly deployment has its cron schedule and the manual one its concurrency limit;
 * a nightly deployment run whose subflow is deferred by a quota window schedules its resume on
   the ``rerun-agents`` deployment, and that run starts and completes.
 
@@ -27,12 +30,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulation.claude_log import fake_claude_bin, write_script
+from experiment.scan import ScanFilters, load_context, scan_in_process
+from simulation.claude_log import count_starts, fake_claude_bin, write_script
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
+from tasks.artifacts import artifact_key
 from tests.conftest import QUIET_SERVER_SERVICES, seed_prefect_database
-from tests.integration.test_deployments import (
+from tests.integration.services import (
     POOL,
+    PROJECT,
     TIERS,
     free_port,
     healthy,
@@ -79,6 +85,14 @@ def server(tmp_path_factory) -> Iterator[Server]:
         wait_for(lambda: healthy(api) or proc.poll() is not None, 90, "the Prefect server")
         assert proc.poll() is None, (home / "server.log").read_text()
         yield Server(api_url, env, api)
+
+
+@pytest.fixture(scope="module")
+def deployed(server) -> str:
+    """The process work pool of ``prefect.yaml`` and ``prefect deploy --all``, once per module;
+    returns what ``deploy`` printed."""
+    prefect(server.env, "work-pool", "create", POOL, "--type", "process", "--overwrite")
+    return prefect(server.env, "--no-prompt", "deploy", "--all", timeout=240)
 
 
 def make_experiment(root: Path, runs_per_subtest: int, mix: dict[str, float], seed: int = 3) -> Path:
@@ -173,7 +187,109 @@ def test_states_tell_the_truth(server, tmp_path):
     assert judged == {"run_02", "run_04"}, sorted(results)
 
 
-def test_nightly_quota_resume_runs_on_the_rerun_deployment(server, tmp_path):
+def test_deploy_run_and_schedule(server, deployed, tmp_path):
+    """The deployments end to end, as a user runs them: a process work pool, ``prefect deploy
+    --all``, a worker, and ``prefect deployment run`` on a generated experiment."""
+    started = time.monotonic()
+    generated = generate_experiment(
+        tmp_path / "fullruns" / "2026-01-20T06-13-07-integration",
+        tiers=["T0"],
+        subtests_per_tier=2,
+        runs_per_subtest=3,
+        mix={"completed": 0.5, "failed": 0.25, "results": 0.25},
+        seed=7,
+        tiers_dir=TIERS,
+    )
+    exp = generated.path
+    broken = sorted(r for r, s in generated.truth.items() if s != "completed")
+    assert broken, "the generated experiment must need a repair"
+    env, api = server.env, server.api
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name in (
+        "rerun-agents/rerun-agents",
+        "rerun-judges/rerun-judges",
+        "regenerate-results/regenerate-results",
+        "nightly-repair/nightly-repair",
+    ):
+        assert name in deployed, deployed
+    with ExitStack() as stack:
+        judges = stack.enter_context(MessagesServer(ServerBehavior()))
+        worker_env = dict(
+            env,
+            PATH=f"{fake_claude_bin()}{os.pathsep}{env['PATH']}",
+            ANTHROPIC_BASE_URL=judges.url,
+            ANTHROPIC_API_KEY="test-key-not-a-secret",
+            FAKE_CLAUDE_LOG=str(tmp_path / "fake-claude.log"),
+        )
+        worker = stack.enter_context(
+            process(
+                [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
+                worker_env,
+                logs / "worker.log",
+            )
+        )
+        # The worker is entered last, so the ExitStack stops it before the judges and the server.
+        t_ready = time.monotonic() - started
+
+        out = prefect(
+            env,
+            "deployment",
+            "run",
+            "rerun-agents/rerun-agents",
+            "--param",
+            f"experiment_dir={json.dumps(str(exp))}",
+            "--param",
+            f"tiers_dir={json.dumps(str(TIERS))}",
+        )
+        flow_run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+
+        def final_state():
+            run = api.get(f"/flow_runs/{flow_run_id}").json()
+            state = run["state"]["type"]
+            if worker.poll() is not None:
+                raise AssertionError("the worker died:\n" + (logs / "worker.log").read_text()[-3000:])
+            return run if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+        run = wait_for(final_state, 120, "the deployment run")
+        t_run = time.monotonic() - started
+        assert run["state"]["type"] == "COMPLETED", (logs / "worker.log").read_text()[-5000:]
+        assert run["name"] == f"repair {exp}"
+
+        # The experiment is repaired on disk ...
+        after = scan_in_process(load_context(exp, TIERS), ScanFilters())
+        assert after.counts["completed"] == after.total_expected
+        assert count_starts(tmp_path / "fake-claude.log") == sum(
+            1 for r in broken if generated.truth[r] == "failed"
+        )
+        # ... and the API has its artifacts: classification table, progress, markdown summary.
+        keys = [artifact_key(kind, exp) for kind in ("classification", "rerun-progress", "repair-summary")]
+        found = api.post("/artifacts/filter", json={"artifacts": {"key": {"any_": keys}}}).json()
+        by_key = {a["key"]: a for a in found}
+        assert set(by_key) == set(keys), sorted(by_key)
+        assert by_key[keys[0]]["type"] == "table" and by_key[keys[1]]["type"] == "progress"
+        assert by_key[keys[1]]["data"] == 100
+        summary = by_key[keys[2]]["data"]
+        assert (
+            "Failed rerun: **0**" in summary
+            and f"Successfully rerun: **{count_starts(tmp_path / 'fake-claude.log')}**" in summary
+        )
+
+        # The nightly deployment has its cron schedule, and the manual one its concurrency limit.
+        nightly = api.get("/deployments/name/nightly-repair/nightly-repair").json()
+        schedules = [s["schedule"] for s in nightly["schedules"]]
+        assert schedules == [{"cron": "0 3 * * *", "timezone": "UTC", "day_or": True}] or (
+            schedules[0]["cron"] == "0 3 * * *" and schedules[0]["timezone"] == "UTC"
+        ), schedules
+        manual = api.get("/deployments/name/rerun-agents/rerun-agents").json()
+        assert manual["global_concurrency_limit"]["limit"] == 1
+        assert manual["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(
+            PROJECT
+        )
+    print(f"\nintegration timings: worker {t_ready:.1f} s, deployment run completed {t_run - t_ready:.1f} s")
+
+
+def test_nightly_quota_resume_runs_on_the_rerun_deployment(server, deployed, tmp_path):
     root = tmp_path / "fullruns"
     exp = make_experiment(root, 2, {"failed": 1.0}, seed=11)
     quota_run = "T0/00/run_02"
@@ -181,8 +297,6 @@ def test_nightly_quota_resume_runs_on_the_rerun_deployment(server, tmp_path):
     env = server.env
     logs = tmp_path / "logs"
     logs.mkdir()
-    prefect(env, "work-pool", "create", POOL, "--type", "process", "--overwrite")
-    prefect(env, "--no-prompt", "deploy", "--all", timeout=120)
     with ExitStack() as stack:
         judges = stack.enter_context(MessagesServer(ServerBehavior()))
         worker_env = cli_env(server.env, judges, tmp_path, FAKE_CLAUDE_SCRIPT=str(script))
