@@ -50,14 +50,22 @@ def run_repair(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")  # no first-run usage notice from Prefect's client
     from experiment.locks import RepairLock
+    from operations.agent import stop_agents
+    from operations.unstarted import put_back_all
 
     if not report.to_rerun():  # no agent: maybe no judge either, then no Prefect (issue 13)
         done = _results_only(context, filters, report, tiers_dir, judge_system_prompt, skip_regenerate)
         if done is not None:
             return _report(done, filters, as_json)
     # Taken now, atomically (flock), and held through the flow (which re-enters it): of two
-    # repairs started together, the second gets one line, never a flow traceback.
-    with RepairLock(context.layout).hold(description="rerun-agents"):
+    # repairs started together, the second gets one line, never a flow traceback. Ctrl+C / SIGTERM
+    # (stop the agents: their own sessions do not get the terminal's SIGINT; exit 130) is handled
+    # from before the lock: Prefect's import alone takes seconds, and a Ctrl+C there ended without
+    # the resume line, or was lost and the repair ran on to exit 0 (the Ctrl+C test, fresh clone).
+    with (
+        interruptible(stop_agents, before_exit=put_back_all),
+        RepairLock(context.layout).hold(description="rerun-agents"),
+    ):
         summary = _run_flow(
             context,
             filters,
@@ -129,8 +137,6 @@ def _run_flow(
     ui_url = use_background_server(lambda line: typer.echo(line, err=True))  # before Prefect loads
     from cli.progress import terminal_progress
     from flows.rerun_agents import rerun_agents, summary_of
-    from operations.agent import stop_agents
-    from operations.unstarted import put_back_all
 
     quiet_terminal(verbose)  # after Prefect configured logging: -v/-vv decide what the terminal shows
     parameters: dict[str, Any] = dict(
@@ -149,8 +155,7 @@ def _run_flow(
         judge_system_prompt=str(judge_system_prompt.expanduser().absolute()) if judge_system_prompt else None,
     )
     show_progress = sys.stderr.isatty() and not as_json
-    # Ctrl+C / SIGTERM: stop the agents (their own sessions do not get the terminal's SIGINT), 130.
-    with interruptible(stop_agents, before_exit=put_back_all), terminal_progress(enabled=show_progress):
+    with terminal_progress(enabled=show_progress):
         # The flow run ends Failed when a rerun failed (the exit 1 below); its data is the summary.
         repair = rerun_agents.with_options(on_running=[ui_link_hook(ui_url)])
         return summary_of(repair(**parameters, return_state=True))
