@@ -66,19 +66,15 @@ class Preparation:
         self._lock = threading.RLock()
 
     @contextlib.contextmanager
-    def changing(self) -> Iterator[Preparation]:
-        """Hold while changing the run's files before its agent runs; refused once settled."""
+    def changing(self, *, refuse_settled: bool = True) -> Iterator[Preparation]:
+        """Hold while changing the run's files before its agent runs; refused once settled.
+        ``refuse_settled=False``: recording a spawned agent's end, which a settle must then see
+        recorded or not, never half-written (the agent ran: its end is recorded regardless)."""
         with self._lock:
-            if self.settled:
+            if self.settled and refuse_settled:
                 from operations.agent.process import AgentInterrupted
 
                 raise AgentInterrupted(f"{self.key.label} not started: the repair was interrupted")
-            yield self
-
-    @contextlib.contextmanager
-    def recording(self) -> Iterator[Preparation]:
-        """Hold while recording a spawned agent's end: a settle then sees it recorded or not."""
-        with self._lock:
             yield self
 
     def archived(self, target: str | Path | None) -> None:
@@ -178,26 +174,15 @@ def preparing(layout: ExperimentLayout, key: RunKey, base_repo: Path) -> Iterato
 
 
 @contextlib.contextmanager
-def changing(run_dir: Path) -> Iterator[Preparation | None]:
+def changing(run_dir: Path, *, refuse_settled: bool = True) -> Iterator[Preparation | None]:
     """:meth:`Preparation.changing` of the run registered for ``run_dir``; nothing to hold when
     none is (a step called outside a repair's run, e.g. by a test)."""
     preparation = _registered(run_dir)
     if preparation is None:
         yield None
         return
-    with preparation.changing():
+    with preparation.changing(refuse_settled=refuse_settled):
         yield preparation
-
-
-@contextlib.contextmanager
-def recording(run_dir: Path) -> Iterator[None]:
-    """:meth:`Preparation.recording` of the run registered for ``run_dir``, if any."""
-    preparation = _registered(run_dir)
-    if preparation is None:
-        yield
-        return
-    with preparation.recording():
-        yield
 
 
 def _registered(run_dir: Path) -> Preparation | None:

@@ -63,7 +63,7 @@ from operations.agent.records import (
     write_model_md,
     write_replay,
 )
-from operations.unstarted import changing, recording
+from operations.unstarted import changing
 from operations.workspace import git
 
 __all__ = [
@@ -221,7 +221,9 @@ def run_agent(run_dir: Path, workspace: Path, settings: AgentSettings) -> AgentO
         begun = time.monotonic()
         started = _start(call)
     run = started if isinstance(started, ProcessRun) else finish(started, settings, *call.live_logs)
-    with recording(call.run_dir):  # a put-back at the exit then finds its end recorded, or not
+    with changing(
+        call.run_dir, refuse_settled=False
+    ):  # a put-back at the exit finds its end recorded, or not
         if stopping() and run.spawn_error is not None:  # stopped before it was spawned: no trace,
             (call.agent_dir / "command_log.json").unlink(missing_ok=True)  # so the run is put back
             raise AgentInterrupted(f"agent in {call.workspace} not started: the repair was interrupted")
