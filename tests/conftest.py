@@ -111,9 +111,6 @@ def pytest_configure(config: pytest.Config) -> None:
         compile_project_once()
 
 
-PROJECT_PACKAGES = ("cli", "deployments", "experiment", "flows", "operations", "simulation", "tasks")
-
-
 def compile_project_once() -> None:
     """Byte-compile the project's packages when Python is told not to cache byte code.
 
@@ -125,9 +122,11 @@ def compile_project_once() -> None:
     if not sys.dont_write_bytecode:
         return  # Python caches them itself
     import compileall
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
-    for package in PROJECT_PACKAGES:
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    for package in project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]:  # the wheel's
         compileall.compile_dir(root / package, quiet=1, workers=0)
 
 
@@ -183,10 +182,14 @@ def seed_prefect_database(target: Path) -> Path:
     return target
 
 
-QUIET_SERVER_SERVICES = {
-    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
-    for name in ("EVENT_PERSISTER", "TRIGGERS", "SCHEDULER", "LATE_RUNS", "FOREMAN", "PAUSE_EXPIRATIONS")
-}
+def services_off(*names: str) -> dict[str, str]:
+    """The environment of a Prefect server that does not run the services ``names``."""
+    return {f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in names}
+
+
+QUIET_SERVER_SERVICES = services_off(
+    "EVENT_PERSISTER", "TRIGGERS", "SCHEDULER", "LATE_RUNS", "FOREMAN", "PAUSE_EXPIRATIONS"
+)
 """Server services a test server runs without a reader: no test reads stored events or has an
 automation (the scale-out module's zombie automation runs on its own server), schedules or
 watches workers. Task runs are still recorded (the task-run recorder is another service), and
@@ -239,7 +242,8 @@ ONE_WORKER_MODULES = frozenset(
         "tests/integration/test_truthful_states.py",  # its own Prefect server: started once
     }
 )
-"""Modules whose tests all run on one xdist worker, so their session fixtures are made once."""
+"""Modules whose tests all run on one xdist worker, one after the other, so their module-scoped
+services are made once."""
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:

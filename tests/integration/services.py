@@ -269,7 +269,7 @@ def healthy(api: httpx.Client) -> bool:
 
 @contextlib.contextmanager
 def prefect_server(
-    home: Path, log: Path, database_url: str | None = None, **settings: str
+    home: Path, log: Path, database_url: str | None = None, *, startup_timeout: float = 180, **settings: str
 ) -> Iterator[PrefectServer]:
     """``prefect server start`` on 127.0.0.1:<free port> (PostgreSQL when ``database_url``);
     ``settings`` are extra PREFECT_* variables of the server process."""
@@ -285,6 +285,6 @@ def prefect_server(
         seed_prefect_database(home / "prefect.db")
     args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with process(args, server_env, log) as proc, httpx.Client(base_url=api_url, timeout=10) as api:
-        wait_for(lambda: healthy(api) or proc.poll() is not None, 180, "the Prefect server")
+        wait_for(lambda: healthy(api) or proc.poll() is not None, startup_timeout, "the Prefect server")
         assert proc.poll() is None, log.read_text()[-5000:]
         yield PrefectServer(api_url, env, log, proc)

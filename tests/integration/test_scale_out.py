@@ -42,6 +42,7 @@ from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
 from tasks.artifacts import artifact_key
 from tasks.limits import LEASE_SECONDS, ProviderLimits, provider_key
+from tests.conftest import services_off
 from tests.integration.services import (
     PrefectServer,
     postgres,
@@ -154,8 +155,7 @@ def scale(tmp_path_factory) -> Iterator[Scale]:
                 PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS=str(REPOSSESSOR_LOOP),
                 # Nothing here reads stored events (the zombie automation's triggers read the
                 # event stream), and no schedule is due: see tests/conftest.QUIET_SERVER_SERVICES.
-                PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED="false",
-                PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
+                **services_off("EVENT_PERSISTER", "SCHEDULER"),
             )
         )
         timings["server"] = time.monotonic() - started

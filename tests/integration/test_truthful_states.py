@@ -35,15 +35,13 @@ from simulation.claude_log import count_starts, fake_claude_bin, write_script
 from simulation.generator import generate_experiment
 from simulation.messages_server import MessagesServer, ServerBehavior
 from tasks.artifacts import artifact_key
-from tests.conftest import QUIET_SERVER_SERVICES, seed_prefect_database
+from tests.conftest import QUIET_SERVER_SERVICES
 from tests.integration.services import (
     POOL,
     PROJECT,
     TIERS,
-    free_port,
-    healthy,
     prefect,
-    prefect_env,
+    prefect_server,
     process,
     wait_for,
 )
@@ -72,19 +70,12 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("prefect-server")
-    seed_prefect_database(home / "prefect.db")
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = prefect_env(home, api_url)
-    args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    server_env = dict(env, **QUIET_SERVER_SERVICES)  # its clients (CLI, worker) get the plain env
+    # Its clients (CLI, worker) get the plain environment; the server runs quietly.
     with (
-        process(args, server_env, home / "server.log") as proc,
-        httpx.Client(base_url=api_url, timeout=10) as api,
+        prefect_server(home, home / "server.log", startup_timeout=90, **QUIET_SERVER_SERVICES) as running,
+        running.client(timeout=10) as api,
     ):
-        wait_for(lambda: healthy(api) or proc.poll() is not None, 90, "the Prefect server")
-        assert proc.poll() is None, (home / "server.log").read_text()
-        yield Server(api_url, env, api)
+        yield Server(running.api_url, running.env, api)
 
 
 @pytest.fixture(scope="module")
