@@ -71,11 +71,15 @@ def measure(argv: list[str]) -> tuple[float, float, float, dict]:
 def fresh_copy(pristine: Path, base: Path) -> Path:
     """A new copy of ``pristine`` to regenerate, made of hard links (``cp -al``: seconds instead
     of minutes for 1.8 GB). Safe because every write of both tools is a new file renamed into
-    place, never an in-place write through a link; earlier copies are deleted in the background."""
+    place, never an in-place write through a link. Earlier copies are deleted first and the copy is
+    synced before the measurement (none of it timed): the command's own ``os.sync()`` would
+    otherwise flush the copy's ~150,000 new directory entries, or wait on a deletion running
+    beside it, and time the disk instead of the command."""
     for old in base.glob("work-*"):
-        subprocess.Popen(["rm", "-rf", str(old)])  # noqa: S603 - not timed, not waited for
+        subprocess.run(["rm", "-rf", str(old)], check=True)  # noqa: S603
     work = Path(tempfile.mkdtemp(prefix="work-", dir=base)) / "exp"
     subprocess.run(["cp", "-al", str(pristine), str(work)], check=True)
+    os.sync()
     return work
 
 

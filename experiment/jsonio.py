@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from experiment.durable import current_batch
 from experiment.errors import FormatError
+from experiment.indented_json import dumps_indented
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -137,15 +138,16 @@ strict JSON parsers do not)."""
 
 
 def dumps(data: Any) -> str:
-    """Serialise like ProjectScylla (indent 2) but refuse NaN/Infinity, which is not JSON, except
-    a top-level :data:`INFINITY_KEYS` value of +Infinity."""
+    """Serialise like ProjectScylla (``json.dumps(indent=2)``, byte for byte, at the C encoder's
+    speed: :mod:`experiment.indented_json`) but refuse NaN/Infinity, which is not JSON, except a
+    top-level :data:`INFINITY_KEYS` value of +Infinity."""
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json", by_alias=True)
     if isinstance(data, dict) and any(_is_inf(data.get(k)) for k in INFINITY_KEYS):
         rest = {k: v for k, v in data.items() if not (k in INFINITY_KEYS and _is_inf(v))}
         json.dumps(rest, allow_nan=False)  # everything else must still be strict JSON
-        return json.dumps(data, indent=2, allow_nan=True, ensure_ascii=False)
-    return json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False)
+        return dumps_indented(data, allow_nan=True)
+    return dumps_indented(data, allow_nan=False)
 
 
 def _is_inf(value: Any) -> bool:
