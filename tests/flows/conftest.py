@@ -4,13 +4,14 @@ spends ~14 s of CPU on migrations before it answers, minutes on 2 busy cores."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from unittest import mock
 
 import pytest
 
-from tests.conftest import seed_prefect_database
+from tests.conftest import QUIET_SERVER_SERVICES, seed_prefect_database
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -23,6 +24,7 @@ def prefect_backend():
     try:
         with (
             mock.patch.object(harness, "mkdtemp", lambda: str(seeded)),
+            mock.patch.dict(os.environ, QUIET_SERVER_SERVICES),  # read by the server it starts
             harness.prefect_test_harness(server_startup_timeout=300),
         ):
             yield
