@@ -11,7 +11,6 @@ by ``--runs`` counts as skipped by filter; ``--status`` narrows the lists but ne
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from experiment.errors import FilterError, RepairBlocked
 from experiment.expected import CheckpointView, expected_runs, expected_subtests
+from experiment.forked import forked_map
 from experiment.jsonio import load_model
 from experiment.layout import TIER_DIR, ExperimentLayout, RunKey, require_experiment_dir
 from experiment.models import ExperimentConfig
@@ -286,15 +286,11 @@ def classify_all(root: Path, chunks: list[list[str]], workers: int | None = None
     """Classify every chunk, in forked worker processes when the scan is large."""
     total = sum(len(c) for c in chunks)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    if total < PARALLEL_THRESHOLD or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if total < PARALLEL_THRESHOLD or workers < 2:
         return [entry for chunk in chunks for entry in classify_chunk(root, chunk)]
     fields = list(RunEntry.model_fields)
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        rows = pool.map(
-            _classify_chunk_rows,
-            [(str(root), c) for c in chunks],
-            chunksize=max(1, len(chunks) // (workers * 4)),
-        )
+    with forked_map(workers) as map_:
+        rows = map_(_classify_chunk_rows, [(str(root), c) for c in chunks])
     return [
         RunEntry.model_construct(**dict(zip(fields, row, strict=True))) for chunk in rows for row in chunk
     ]

@@ -28,7 +28,6 @@ from experiment.regenerate.checkpoint import apply_to_checkpoint, rebuild_checkp
 from experiment.regenerate.clock import run_interval
 from experiment.regenerate.files import VOLATILE_KEYS, Writer, write_if_changed
 from experiment.regenerate.in_process import (
-    IO_THREADS,
     NOTHING_WRITTEN,
     RegenerateSummary,
     regenerate_in_process,
@@ -44,7 +43,6 @@ from experiment.regenerate.run import (
 )
 
 __all__ = [
-    "IO_THREADS",
     "NOTHING_WRITTEN",
     "VOLATILE_KEYS",
     "AggregateRebuild",

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from experiment import aggregate, reports
 from experiment.backups import backup_stamp
 from experiment.durable import write_batch
-from experiment.errors import FormatError
+from experiment.forked import forked_map
 from experiment.jsonio import load_model, read_json
 from experiment.layout import ExperimentLayout, RunKey
 from experiment.models import (
@@ -32,8 +32,9 @@ from experiment.models import (
     TierResult,
     utc_now_iso,
 )
-from experiment.regenerate.clock import Interval, experiment_clock, run_interval, tier_clock
+from experiment.regenerate.clock import Interval, experiment_clock, tier_clock
 from experiment.regenerate.files import Writer, read_dict, read_dict_without_runs
+from experiment.regenerate.run_reads import RunRead, RunReader, reader
 from experiment.regenerate.spill import TierSpill, without_runs
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -61,21 +62,6 @@ class AggregateRebuild(BaseModel):
         default=None, description="Frontier cost-of-pass (null: nothing passed)."
     )
     total_cost: float = Field(default=0.0, description="Experiment cost (summed).")
-
-
-def _load_runs(layout: ExperimentLayout, tier: str, subtest: str, skipped: list[str]) -> list[RunResult]:
-    """The readable run results of a subtest; the label of each unreadable one goes to ``skipped``."""
-    runs = []
-    for number in layout.recorded_run_numbers(tier, subtest):
-        key = RunKey(tier, subtest, number)
-        path = layout.run_paths(key).run_result
-        if not path.is_file():
-            continue
-        try:
-            runs.append(load_model(path, RunResult))
-        except FormatError:
-            skipped.append(key.label)
-    return runs
 
 
 def _previous(path: Path, model: type[_Model], *, runs: bool = True) -> _Model | None:
@@ -143,22 +129,43 @@ def _ordered(ids: Iterable[str], previous_order: Sequence[str]) -> list[str]:
     return head + sorted(wanted - set(head))
 
 
+def _run_result(run: RunRead) -> RunResult | None:
+    """The run's result, or None when its ``run_result.json`` is unreadable or invalid."""
+    if not run.readable:
+        return None
+    try:
+        return RunResult.model_validate(run.result)
+    except ValidationError:
+        return None
+
+
 def _summarize_subtests(
-    layout: ExperimentLayout, tier: str, summary: AggregateRebuild
+    layout: ExperimentLayout, tier: str, summary: AggregateRebuild, read: RunReader
 ) -> tuple[dict[str, SubtestResult], list[Interval]]:
-    """The tier's subtests with at least one run result, and the known (start, end) of those runs."""
-    subtests: dict[str, SubtestResult] = {}
+    """The tier's subtests with at least one readable run result, and the known (start, end) of
+    those runs; the label of each unreadable ``run_result.json`` goes to ``summary.skipped_runs``."""
+    keys = [
+        RunKey(tier, subtest, number)
+        for subtest in layout.recorded_subtests(tier)
+        for number in layout.recorded_run_numbers(tier, subtest)
+    ]
+    reads = read([layout.run_dir_str(key) for key in keys])
+    by_subtest: dict[str, list[RunResult]] = {}
     intervals: list[Interval] = []
-    for subtest in layout.recorded_subtests(tier):
-        runs = _load_runs(layout, tier, subtest, summary.skipped_runs)
-        if not runs:
+    for key, run in zip(keys, reads, strict=True):
+        if run is None:
             continue
+        result = _run_result(run)
+        if result is None:
+            summary.skipped_runs.append(key.label)
+            continue
+        by_subtest.setdefault(key.subtest, []).append(result)
+        if run.interval:
+            intervals.append(run.interval)
+    subtests = {}
+    for subtest, runs in by_subtest.items():
         summary.runs += len(runs)
         subtests[subtest] = aggregate.summarize_subtest(tier, subtest, runs)
-        for run in runs:
-            span = run_interval(layout.run_paths(RunKey(tier, subtest, run.run_number)))
-            if span:
-                intervals.append(span)
     return subtests, intervals
 
 
@@ -191,12 +198,18 @@ def _write_tier(
 
 
 def rebuild_aggregates(
-    experiment_dir: Path, *, tiers: Sequence[str] | None = None, stamp: str | None = None
+    experiment_dir: Path,
+    *,
+    tiers: Sequence[str] | None = None,
+    stamp: str | None = None,
+    reader_processes: int = 1,
 ) -> AggregateRebuild:
     """Rebuild subtest, tier (only ``tiers``, default all of ``tiers_to_run``) and experiment files.
 
     One tier at a time (its runs are read, folded and dropped; :mod:`~experiment.regenerate.spill`
-    streams the experiment file), as one write batch (:mod:`experiment.durable`).
+    streams the experiment file), as one write batch (:mod:`experiment.durable`). The run files
+    are read by ``reader_processes`` forked processes when more than one (only where no other
+    thread is at work: :mod:`experiment.forked`).
     """
     layout = ExperimentLayout(experiment_dir)
     config = load_model(layout.config_path, ExperimentConfig)
@@ -209,7 +222,7 @@ def rebuild_aggregates(
     intervals_all: list[Interval] = []
     moved: list[str] = []
 
-    with write_batch(), TierSpill() as spill:
+    with write_batch(), TierSpill() as spill, forked_map(reader_processes) as map_:
         for tier in config.tiers_to_run:
             previous_tier = _previous_tier(layout, tier, runs=False)
             if tier not in rebuild and previous_tier is not None:
@@ -218,7 +231,7 @@ def rebuild_aggregates(
                     spill.add(tier, full)
                     tier_results[tier] = without_runs(full)
                 continue
-            subtests, intervals = _summarize_subtests(layout, tier, summary)
+            subtests, intervals = _summarize_subtests(layout, tier, summary, reader(map_))
             intervals_all.extend(intervals)
             if not subtests:
                 continue

@@ -17,6 +17,7 @@ files, and the rebuild reports which fields are approximations:
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,16 +44,23 @@ def parse_time(value: Any) -> datetime | None:
 
 def run_interval(paths: RunPaths) -> Interval | None:
     """(agent start, judge end) of a run from its timing files, or None when unknown."""
-    agent = read_dict(paths.agent_timing)
+    return run_interval_at(os.fspath(paths.run_dir))
+
+
+def run_interval_at(run_dir: str) -> Interval | None:
+    """:func:`run_interval` of the run dir ``run_dir``, by string paths (it runs for every run of
+    an aggregate rebuild)."""
+    agent = read_dict(f"{run_dir}/agent/timing.json")
     if not agent:
         return None
     agent_end = parse_time(agent.get("measured_at"))
     if agent_end is None:
         return None
     start = agent_end.timestamp() - float(agent.get("agent_duration_seconds") or 0.0)
-    judge = read_dict(paths.judge_timing) or {}
+    judge = read_dict(f"{run_dir}/judge/timing.json") or {}
     end = parse_time(judge.get("measured_at"))
     if end is None:
+        paths = RunPaths(Path(run_dir))
         slot_ends = [
             t
             for slot in paths.judge_slots_on_disk()

@@ -31,11 +31,12 @@ _GENERATED_LINE = re.compile(r"^\*\*Generated\*\*: .*$", re.MULTILINE)
 # --------------------------------------------------------------------------------------------------
 
 
-def read_dict(path: Path) -> dict[str, Any] | None:
+def read_dict(path: str | Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it is missing, unreadable or not an object."""
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        with open(path, "rb") as handle:  # bytes: json decodes UTF-8 itself, no text wrapper
+            value = json.loads(handle.read())
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
     return value if isinstance(value, dict) else None
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from experiment.backups import backup_stamp
+from experiment.forked import forked_map
 from experiment.regenerate.aggregates import AggregateRebuild, rebuild_aggregates
 from experiment.regenerate.run import Outcome, RunRegeneration, regenerate_chunk
 from experiment.status import RunStatus
 
 NOTHING_WRITTEN = "Nothing to change: every derived file is up to date (nothing written, nothing backed up)."
 """What a pass that changed no byte says."""
-IO_THREADS = 16
-"""Chunks regenerated at once by the in-process pass (I/O bound: file system calls release the GIL)."""
 
 
 class RegenerateSummary(BaseModel):
@@ -111,28 +111,39 @@ def regenerate_in_process(
 ) -> RegenerateSummary:
     """The ``regenerate-results`` pipeline without Prefect: scan, regenerate the ``results`` runs
     in the same chunks the flow's tasks use, then rebuild the aggregates."""
-    from experiment.scan import CHUNK_SIZE, ScanFilters, chunked, load_context, scan_in_process
+    from experiment.scan import (
+        CHUNK_SIZE,
+        PARALLEL_THRESHOLD,
+        ScanFilters,
+        chunked,
+        load_context,
+        scan_in_process,
+    )
 
     context = load_context(Path(experiment_dir), tiers_dir)
     filters = ScanFilters(tuple(tiers), tuple(subtests), tuple(runs), (RunStatus.RESULTS,))
     report = scan_in_process(context, filters)
     stamp = backup_stamp()
-    judge_models = context.config.judge_models
     keys = [e.key for e in report.to_regenerate()]
+    # Forked workers (experiment.forked; no other thread is at work in this process): one per
+    # core for the chunks when there are several, and for the aggregates' reads on a large
+    # experiment, as the scan did.
+    cores = os.cpu_count() or 1
+    readers = cores if len(report.entries) >= PARALLEL_THRESHOLD else 1
     del report  # 10,000 classified runs: not needed past this point (peak memory)
-    # One chunk per thread (at least CHUNK_SIZE runs): each chunk is one write batch, and each
-    # batch costs two os.sync() calls, which also flush every other process's dirty pages.
-    chunks = chunked(keys, max(CHUNK_SIZE, -(-len(keys) // IO_THREADS)))
-    # Threads, like the flow's task runner: the work is dominated by file creation and each
-    # chunk's batch sync, which release the GIL (see bench/README.md).
-    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-        done = pool.map(
-            lambda c: regenerate_chunk(context.root, c, judge_models=judge_models, stamp=stamp), chunks
-        )
-        results = [r for chunk_results in done for r in chunk_results]
+    # Each chunk is one write batch (two os.sync() calls, which also flush every other process's
+    # dirty pages): at least CHUNK_SIZE runs, and about two per worker.
+    chunks = chunked(keys, max(CHUNK_SIZE, -(-len(keys) // (2 * cores))))
+    regenerate = partial(
+        regenerate_chunk, context.root, judge_models=context.config.judge_models, stamp=stamp
+    )
+    with forked_map(min(cores, len(chunks))) as map_:
+        results = [r for chunk_results in map_(regenerate, chunks) for r in chunk_results]
     aggregates = None
     if not skip_aggregates:
-        aggregates = rebuild_aggregates(context.root, tiers=list(tiers) or None, stamp=stamp)
+        aggregates = rebuild_aggregates(
+            context.root, tiers=list(tiers) or None, stamp=stamp, reader_processes=readers
+        )
     backed_up = (context.layout.backups_dir / stamp).is_dir()
     return RegenerateSummary(
         experiment=str(context.root),

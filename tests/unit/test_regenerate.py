@@ -36,7 +36,7 @@ from experiment.regenerate import (
     regenerate_in_process,
     regenerate_run,
 )
-from tests.conftest import DRYRUN_FIXTURE
+from tests.conftest import DRYRUN_FIXTURE, copy_fixture_experiment
 
 JUDGES = ["claude-opus-4-5-20251101", "claude-sonnet-4-5-20250929", "claude-haiku-4-5"]
 RUNS = [RunKey("T0", "00", 1)] + [RunKey(f"T{n}", "01", 1) for n in range(1, 7)]
@@ -400,3 +400,23 @@ def test_skip_aggregates_really_skips(fixture_experiment: Path):
     summary = regenerate_in_process(fixture_experiment, skip_aggregates=True)
     assert summary.aggregates is None and summary.regenerated == 1
     assert os.stat(fixture_experiment / "result.json").st_mtime_ns == before
+
+
+def test_forked_readers_rebuild_exactly_what_one_process_does(tmp_path: Path):
+    """The aggregate rebuild's run reads in forked processes (the CLI on a large experiment) give
+    the same files and the same report as in-process reads, unreadable and missing results too."""
+    import re
+
+    copies = [copy_fixture_experiment(tmp_path / "one"), copy_fixture_experiment(tmp_path / "forked")]
+    for exp in copies:
+        (exp / "T1/01/run_01/run_result.json").write_text("{not json")
+        (exp / "T2/01/run_01/run_result.json").unlink()
+    one, forked = (
+        rebuild_aggregates(exp, stamp="s", reader_processes=n) for exp, n in zip(copies, (1, 2), strict=True)
+    )
+    assert one.skipped_runs == forked.skipped_runs == ["T1/01/run_01"]
+    assert one.model_dump(exclude={"experiment"}) == forked.model_dump(exclude={"experiment"})
+    stamp = re.compile(r'^.*("generated_at"|\*\*Generated\*\*).*$', re.MULTILINE)
+    for name in one.written:
+        texts = [(exp / name).read_text().replace(str(exp), "EXP") for exp in copies]
+        assert stamp.sub("", texts[0]) == stamp.sub("", texts[1]), name

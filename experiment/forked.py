@@ -1,0 +1,40 @@
+"""Forked worker processes for the CLI's in-process passes over a large experiment.
+
+The scan, the regeneration of runs and the reads of an aggregate rebuild are CPU-bound Python
+(JSON, small files, pydantic) on 10,000 runs: threads share one core through the GIL (and sixteen
+of them spent more time handing it over than working), one forked process per core uses them all.
+
+Only for a process with no other thread at work, such as the ``regenerate-results`` and dry-run
+CLIs: a fork copies only the forking thread, so a lock another thread held at that instant (a
+Prefect client's, a logging handler's) stays locked in the child forever. Inside a flow the same
+work runs in-process (``processes=1``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MapFunction = Callable[[Callable[[Any], Any], Iterable[Any]], list[Any]]
+"""``map_(fn, items)``: ``[fn(item) for item in items]``, in order; ``fn`` must be picklable (a
+module-level function or a ``functools.partial`` of one)."""
+
+
+def _map_here(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    return [fn(item) for item in items]
+
+
+@contextmanager
+def forked_map(processes: int) -> Iterator[MapFunction]:
+    """A :data:`MapFunction` over ``processes`` forked workers, or in this process when fewer than
+    two are asked for or the platform cannot fork; the workers end with the block."""
+    if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        yield _map_here
+        return
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        yield lambda fn, items: pool.map(fn, items, chunksize=1)
