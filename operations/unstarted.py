@@ -78,9 +78,13 @@ class Preparation:
             yield self
 
     def archived(self, target: str | Path | None) -> None:
-        """The old attempt is in ``target`` (None: there was none); the run dir is now ours."""
+        """The old attempt is in ``target`` (None: there was none); the run dir is now ours, and
+        an agent spawned there before (a retried agent step) was the old attempt's."""
+        from operations.agent.process import forget_spawned
+
         self.archived_to = Path(target) if target is not None else None
         self.fresh = True
+        forget_spawned(self.run_dir / "agent")
 
     def settle(self, *, thorough: bool, timeout: float | None = None) -> bool | None:
         """Put the run back if its agent never started, else record its stop; once.

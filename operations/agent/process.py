@@ -136,6 +136,13 @@ def was_spawned(agent_dir: Path) -> bool:
         return Path(agent_dir).absolute() in _SPAWNED
 
 
+def forget_spawned(agent_dir: Path) -> None:
+    """A new attempt of the run begins in ``agent_dir`` (its previous one was just archived): an
+    agent this process started there before belonged to that attempt, not to this one."""
+    with _LIVE_LOCK:
+        _SPAWNED.discard(Path(agent_dir).absolute())
+
+
 def stopping() -> bool:
     """True once :func:`stop_agents` was called: an agent that ended since was stopped by us."""
     return _STOPPED.is_set()

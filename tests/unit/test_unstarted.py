@@ -211,3 +211,28 @@ def test_the_thread_put_back_removes_the_fresh_worktree_and_only_its_branch(expe
     assert "abcd1234_T0_00_run_01" not in branches and "T0_00_run_01" in branches
     worktrees = subprocess.run([*git, "worktree", "list"], capture_output=True, text=True, check=True).stdout
     assert str(layout.run_dir(KEY)) not in worktrees
+
+
+def test_a_retried_attempt_stopped_before_its_spawn_is_put_back(experiment) -> None:
+    """The agent step ran once (this process spawned it), failed and was retried: the retry
+    archived that attempt and was stopped before its own spawn. The earlier spawn says nothing
+    about the new attempt: it is put back, the attempt that ran back in place."""
+    gen, layout = experiment
+    with preparing(layout, KEY, gen.path / "repo") as preparation:
+        first_archive = archive(preparation, layout, gen.path / "repo")
+        agent_dir = new_attempt(layout)
+        execute(
+            [sys.executable, "-c", "print('rate limited')"],
+            agent_dir,
+            dict(os.environ),
+            AgentSettings(),
+            agent_dir / "stdout.live.log",
+            agent_dir / "stderr.live.log",
+        )
+        ran = files_of(layout.run_dir(KEY))
+        retry_archive = archive(preparation, layout, gen.path / "repo")
+        new_attempt(layout)
+        assert put_back_all() == 1
+    assert files_of(layout.run_dir(KEY)) == ran
+    assert not (layout.run_dir(KEY) / "agent" / "interrupted.log").exists()
+    assert first_archive.exists() and not retry_archive.exists()
