@@ -13,6 +13,7 @@ work runs in-process (``processes=1``).
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -36,5 +37,13 @@ def forked_map(processes: int) -> Iterator[MapFunction]:
     if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
         yield _map_here
         return
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
+    with multiprocessing.get_context("fork").Pool(processes, initializer=_leave_interrupts_to_parent) as pool:
         yield lambda fn, items: pool.map(fn, items, chunksize=1)
+
+
+def _leave_interrupts_to_parent() -> None:
+    """In each worker: ignore SIGINT. A Ctrl+C reaches the whole process group; a worker that died
+    of it mid-task printed its traceback, and could die holding the pool's queue lock, which left
+    the parent's ``terminate()`` waiting forever (seen once). The parent's KeyboardInterrupt ends
+    the block, and the pool's ``terminate()`` stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
