@@ -251,7 +251,10 @@ def run_command(app: typer.Typer, argv: list[str] | None = None, prog: str | Non
     except ExperimentError as exc:
         error(str(exc))
         return exc.exit_code
-    return int(result or 0)
+    code = int(result or 0)
+    if code == EXIT_INTERRUPTED:  # Typer returns a Ctrl+C as this code, silently (no flow's handler
+        report_interrupted()  # ran: dry run, regenerate-results); printed once in any case
+    return code
 
 
 def entry_point(app: typer.Typer, prog: str) -> Callable[[], None]:

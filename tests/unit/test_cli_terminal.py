@@ -49,3 +49,24 @@ def test_verbosity_floors():
 def test_provider_reset_epochs_read_as_times():
     text = readable_reason("Agent failed (quota_window: Claude AI usage limit reached|1768903200)")
     assert "|1768903200" not in text and "resets 2026-01-20 10:00 UTC" in text
+
+
+def test_ctrl_c_in_a_command_without_prefect_says_how_to_resume(capsys) -> None:
+    """Typer turns a Ctrl+C into a silent Exit(130); the commands that run no flow (dry run,
+    regenerate-results, results-only repairs) still print the one line every command prints."""
+    import typer
+
+    from cli.common import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE, _interrupt_reported, run_command
+
+    app = typer.Typer()
+
+    @app.command()
+    def work() -> None:
+        raise KeyboardInterrupt
+
+    _interrupt_reported.clear()
+    try:
+        assert run_command(app, [], "work") == EXIT_INTERRUPTED
+    finally:
+        _interrupt_reported.clear()
+    assert capsys.readouterr().err.strip().endswith(INTERRUPTED_MESSAGE)
