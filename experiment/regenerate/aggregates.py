@@ -131,7 +131,7 @@ def _ordered(ids: Iterable[str], previous_order: Sequence[str]) -> list[str]:
 
 def _run_result(run: RunRead) -> RunResult | None:
     """The run's result, or None when its ``run_result.json`` is unreadable or invalid."""
-    if not run.readable:
+    if run.result is None:
         return None
     try:
         return RunResult.model_validate(run.result)

@@ -17,7 +17,6 @@ files, and the rebuild reports which fields are approximations:
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,14 +41,9 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def run_interval(paths: RunPaths) -> Interval | None:
-    """(agent start, judge end) of a run from its timing files, or None when unknown."""
-    return run_interval_at(os.fspath(paths.run_dir))
-
-
-def run_interval_at(run_dir: str) -> Interval | None:
-    """:func:`run_interval` of the run dir ``run_dir``, by string paths (it runs for every run of
-    an aggregate rebuild)."""
+def run_interval(run_dir: str) -> Interval | None:
+    """(agent start, judge end) of the run in ``run_dir`` from its timing files, or None when
+    unknown; by string paths (it runs for every run of an aggregate rebuild)."""
     agent = read_dict(f"{run_dir}/agent/timing.json")
     if not agent:
         return None

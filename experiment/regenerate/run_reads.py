@@ -10,22 +10,21 @@ Forked readers only where no other thread is at work (:mod:`experiment.forked`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from experiment.forked import MapFunction
-from experiment.regenerate.clock import Interval, run_interval_at
+from experiment.regenerate.clock import Interval, run_interval
+from experiment.regenerate.files import read_dict
 
 
 class RunRead(NamedTuple):
     """What the rebuild needs of one run dir that has a ``run_result.json`` file."""
 
-    readable: bool
-    """False when the file cannot be read or is not JSON."""
-    result: Any
-    """The parsed ``run_result.json`` (validated by the caller); None when not readable."""
+    result: dict[str, Any] | None
+    """The parsed ``run_result.json`` object (validated by the caller); None when it cannot be
+    read, is not JSON or is not an object (all three make the run skipped)."""
     interval: Interval | None
     """(agent start, judge end) from the timing files; None when unknown or not readable."""
 
@@ -39,12 +38,8 @@ def read_run(run_dir: str) -> RunRead | None:
     path = f"{run_dir}/run_result.json"
     if not os.path.isfile(path):
         return None
-    try:
-        with open(path, "rb") as handle:  # bytes: json decodes UTF-8 itself
-            result = json.loads(handle.read())
-    except (OSError, ValueError):  # what read_json reports as unreadable
-        return RunRead(False, None, None)
-    return RunRead(True, result, run_interval_at(run_dir))
+    result = read_dict(path)
+    return RunRead(result, run_interval(run_dir) if result is not None else None)
 
 
 def read_runs(run_dirs: list[str]) -> list[RunRead | None]:
