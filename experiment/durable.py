@@ -26,8 +26,10 @@ the job. An exception inside the batch removes its temp files and renames nothin
 Reads inside a batch see the files as they were before it: code that writes a file and reads it
 back in the same batch must use the value it wrote (see ``ensure_judge_timing``).
 
-Batches are per thread (the in-process regeneration runs chunks on a thread pool); a nested
-:func:`write_batch` joins the enclosing one.
+Batches are per thread; a nested :func:`write_batch` joins the enclosing one. A forked worker that
+writes for its parent (a tier folded in :mod:`experiment.regenerate.tier_fold`) collects its
+writes with :func:`collected_writes` and hands them over: the parent adopts them
+(:meth:`WriteBatch.adopt`) into its own batch, whose commit makes them durable with the rest.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class WriteBatch:
 
     def link_later(self, tmp: str, target: str) -> None:
         self.links.append((tmp, target))
+
+    def adopt(self, renames: list[tuple[str, str]], links: list[tuple[str, str]]) -> None:
+        """Take over another batch's pending temp files (a worker's :func:`collected_writes`):
+        this batch's commit links and renames them, its discard removes them."""
+        self.renames.extend(renames)
+        self.links.extend(links)
 
     def commit(self) -> None:
         """Sync, link the backups, rename the files, sync (see the module docstring)."""
@@ -117,3 +125,22 @@ def write_batch() -> Iterator[WriteBatch]:
         raise
     _local.batch = None
     batch.commit()
+
+
+@contextlib.contextmanager
+def collected_writes() -> Iterator[WriteBatch]:
+    """A batch of its own for this thread, never committed here: on exit its temp files wait in
+    the returned batch for a parent's :meth:`WriteBatch.adopt` (on an exception they are removed).
+
+    For a forked worker, whose inherited copy of the parent's batch must not collect anything
+    (only the parent's batch commits), and for the same code run in the parent itself."""
+    outer = current_batch()
+    batch = WriteBatch()
+    _local.batch = batch
+    try:
+        yield batch
+    except BaseException:
+        batch.discard()
+        raise
+    finally:
+        _local.batch = outer

@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-MapFunction = Callable[[Callable[[Any], Any], Iterable[Any]], list[Any]]
-"""``map_(fn, items)``: ``[fn(item) for item in items]``, in order; ``fn`` must be picklable (a
+MapFunction = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+"""``map_(fn, items)``: ``fn(item)`` of each item, in order, as they come (the workers run ahead
+of the consumer; consume inside the ``forked_map`` block); ``fn`` must be picklable (a
 module-level function or a ``functools.partial`` of one)."""
 
 
-def _map_here(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    return [fn(item) for item in items]
+def _map_here(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    return (fn(item) for item in items)
 
 
 @contextmanager
@@ -38,7 +39,7 @@ def forked_map(processes: int) -> Iterator[MapFunction]:
         yield _map_here
         return
     with multiprocessing.get_context("fork").Pool(processes, initializer=_leave_interrupts_to_parent) as pool:
-        yield lambda fn, items: pool.map(fn, items, chunksize=1)
+        yield lambda fn, items: pool.imap(fn, items, chunksize=1)
 
 
 def _leave_interrupts_to_parent() -> None:

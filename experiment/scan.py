@@ -291,9 +291,9 @@ def classify_all(root: Path, chunks: list[list[str]], workers: int | None = None
     fields = list(RunEntry.model_fields)
     with forked_map(workers) as map_:
         rows = map_(_classify_chunk_rows, [(str(root), c) for c in chunks])
-    return [
-        RunEntry.model_construct(**dict(zip(fields, row, strict=True))) for chunk in rows for row in chunk
-    ]
+        return [
+            RunEntry.model_construct(**dict(zip(fields, row, strict=True))) for chunk in rows for row in chunk
+        ]
 
 
 def scan_in_process(context: ExperimentContext, filters: ScanFilters) -> ScanReport:

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from experiment.backups import backup_file, relative_to_experiment
 from experiment.jsonio import atomic_write_text, dumps, install_temp, write_temp_beside
 from experiment.models import ScyllaModel, TierComparison
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 VOLATILE_KEYS = frozenset({"generated_at", "workspace_path", "logs_path", "command_log_path"})
 """Top-level JSON keys whose change alone does not make a file "changed" (timestamps and the
@@ -55,6 +59,18 @@ def read_dict_without_runs(path: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def previous_model(path: Path, model: type[_Model], *, runs: bool = True) -> _Model | None:
+    """The previous version of a derived file, or None when it is missing or invalid; without the
+    subtests' runs unless ``runs`` (a result.json read for its clock and order fields)."""
+    data = read_dict(path) if runs else read_dict_without_runs(path)
+    if data is None:
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
 
 
 def read_text(path: Path) -> str | None:
@@ -178,3 +194,12 @@ class Writer:
     def model(self, path: Path, model: ScyllaModel | TierComparison) -> bool:
         """Write ``model`` as its canonical JSON (``to_json_dict``) when it changed."""
         return self.text(path, dumps(model.to_json_dict()))
+
+    def reports(
+        self, file: Callable[[str], Path], report: ScyllaModel, markdown: str, summary_md: str
+    ) -> None:
+        """The ``report.json``, ``report.md`` and ``summary.md`` that a tier and the experiment both
+        have (``file(name)`` is the path of each)."""
+        self.model(file("report.json"), report)
+        self.text(file("report.md"), markdown)
+        self.text(file("summary.md"), summary_md)

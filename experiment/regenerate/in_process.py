@@ -126,10 +126,10 @@ def regenerate_in_process(
     stamp = backup_stamp()
     keys = [e.key for e in report.to_regenerate()]
     # Forked workers (experiment.forked; no other thread is at work in this process): one per
-    # core for the chunks when there are several, and for the aggregates' reads on a large
+    # core for the chunks when there are several, and for the aggregates' tier folds on a large
     # experiment, as the scan did.
     cores = os.cpu_count() or 1
-    readers = cores if len(report.entries) >= PARALLEL_THRESHOLD else 1
+    folders = cores if len(report.entries) >= PARALLEL_THRESHOLD else 1
     del report  # 10,000 classified runs: not needed past this point (peak memory)
     # Each chunk is one write batch (two os.sync() calls, which also flush every other process's
     # dirty pages): at least CHUNK_SIZE runs, and about two per worker.
@@ -142,7 +142,7 @@ def regenerate_in_process(
     aggregates = None
     if not skip_aggregates:
         aggregates = rebuild_aggregates(
-            context.root, tiers=list(tiers) or None, stamp=stamp, reader_processes=readers
+            context.root, tiers=list(tiers) or None, stamp=stamp, processes=folders
         )
     backed_up = (context.layout.backups_dir / stamp).is_dir()
     return RegenerateSummary(

@@ -53,15 +53,12 @@ class TierSpill:
     ) -> None:
         self._file.close()
 
-    def add(self, tier_id: str, tier: TierResult) -> str:
-        """Spill ``tier``'s text (``dumps(tier.to_json_dict())``, also the tier's ``result.json``)
-        and return it."""
-        text = dumps(tier.to_json_dict())
+    def add(self, tier_id: str, text: str) -> None:
+        """Spill a tier's text (``dumps(tier.to_json_dict())``, also the tier's ``result.json``)."""
         data = text.encode("utf-8")
         start = self._file.seek(0, 2)
         self._file.write(data)
         self._spans[tier_id] = (start, len(data))
-        return text
 
     def _tier_text(self, tier_id: str) -> str:
         """The spilled text of one tier, indented for its place in the experiment file."""

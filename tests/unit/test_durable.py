@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from experiment.backups import backup_file
-from experiment.durable import current_batch, write_batch
+from experiment.durable import collected_writes, current_batch, write_batch
+from experiment.forked import forked_map
 from experiment.jsonio import atomic_write_text, dumps
 from experiment.models import ExperimentResult
 from experiment.regenerate import rebuild_aggregates
@@ -65,6 +66,42 @@ def test_nested_batch_joins_outer(tmp_path: Path) -> None:
     assert (tmp_path / "a").read_text() == "x"
 
 
+def _write_for_parent(path: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A worker's writes: a new file and a backed-up overwrite, collected, not committed."""
+    with collected_writes() as batch:
+        atomic_write_text(Path(path) / "new.json", "new")
+        backup_file(Path(path), Path(path) / "a.json", "S")
+        atomic_write_text(Path(path) / "a.json", "changed")
+    return batch.renames, batch.links
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_collected_writes_wait_for_the_adopting_batch(tmp_path: Path, processes: int) -> None:
+    """A forked worker's (or the parent's own) collected writes are committed by the parent's
+    batch, not by the worker, and not by the batch the worker inherited."""
+    dirs = [tmp_path / "x", tmp_path / "y"]
+    for d in dirs:
+        d.mkdir()
+        (d / "a.json").write_text("old")
+    with write_batch() as batch, forked_map(processes) as map_:
+        for renames, links in map_(_write_for_parent, [str(d) for d in dirs]):
+            batch.adopt(renames, links)
+        assert all((d / "a.json").read_text() == "old" for d in dirs)
+        assert not any((d / "new.json").exists() for d in dirs)
+        assert len(batch.renames) == 4 and len(batch.links) == 2
+    for d in dirs:
+        assert (d / "a.json").read_text() == "changed" and (d / "new.json").read_text() == "new"
+        assert (d / ".backups/S/a.json").read_text() == "old"
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_collected_writes_of_a_failed_worker_are_removed(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), write_batch() as outer, collected_writes():
+        atomic_write_text(tmp_path / "a.json", "new")
+        raise RuntimeError("boom")
+    assert not outer.renames and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_write_outside_batch_keeps_mode(tmp_path: Path) -> None:
     target = tmp_path / "a.json"
     target.write_text("old")
@@ -97,7 +134,7 @@ def test_spilled_experiment_text_equals_full_dump(tmp_path: Path) -> None:
         assert len(sub.runs) == (len(tier.subtest_results[sid].runs) if sid == tier.best_subtest else 0)
     with TierSpill() as spill:
         for tier_id, result in full.tier_results.items():
-            spill.add(tier_id, result)
+            spill.add(tier_id, dumps(result.to_json_dict()))
         light = full.model_copy(
             update={"tier_results": {t: without_runs(r) for t, r in full.tier_results.items()}}
         )

@@ -21,14 +21,14 @@ def slow(n):
     sys.stdout.flush()
     time.sleep(60)
 with forked_map(2) as map_:
-    map_(slow, [1, 2, 3, 4])
+    list(map_(slow, [1, 2, 3, 4]))
 """
 
 
 def test_results_come_back_in_order_in_workers_and_in_process() -> None:
     for processes in (1, 2):
         with forked_map(processes) as map_:
-            assert map_(abs, range(-50, 50)) == [abs(n) for n in range(-50, 50)]
+            assert list(map_(abs, range(-50, 50))) == [abs(n) for n in range(-50, 50)]
 
 
 def test_ctrl_c_ends_a_forked_pass_at_once_without_the_workers_tracebacks() -> None:

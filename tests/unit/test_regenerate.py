@@ -402,9 +402,10 @@ def test_skip_aggregates_really_skips(fixture_experiment: Path):
     assert os.stat(fixture_experiment / "result.json").st_mtime_ns == before
 
 
-def test_forked_readers_rebuild_exactly_what_one_process_does(tmp_path: Path):
-    """The aggregate rebuild's run reads in forked processes (the CLI on a large experiment) give
-    the same files and the same report as in-process reads, unreadable and missing results too."""
+def test_forked_tier_folds_rebuild_exactly_what_one_process_does(tmp_path: Path):
+    """The aggregate rebuild's tiers folded in forked processes (the CLI on a large experiment)
+    give the same files and the same report as in-process folds, unreadable and missing results
+    too."""
     import re
 
     copies = [copy_fixture_experiment(tmp_path / "one"), copy_fixture_experiment(tmp_path / "forked")]
@@ -412,7 +413,7 @@ def test_forked_readers_rebuild_exactly_what_one_process_does(tmp_path: Path):
         (exp / "T1/01/run_01/run_result.json").write_text("{not json")
         (exp / "T2/01/run_01/run_result.json").unlink()
     one, forked = (
-        rebuild_aggregates(exp, stamp="s", reader_processes=n) for exp, n in zip(copies, (1, 2), strict=True)
+        rebuild_aggregates(exp, stamp="s", processes=n) for exp, n in zip(copies, (1, 2), strict=True)
     )
     assert one.skipped_runs == forked.skipped_runs == ["T1/01/run_01"]
     assert one.model_dump(exclude={"experiment"}) == forked.model_dump(exclude={"experiment"})
