@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from experiment.failures import Failure, classify_agent_outcome, parse_claude_output
+from experiment.quiet_read import read_bytes
 
 
 class RunStatus(StrEnum):
@@ -151,8 +152,7 @@ class RunFacts:
 def _read_object(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
     """A JSON object from ``path``, or the problem that makes it unreadable."""
     try:
-        with open(path, "rb") as handle:  # bytes + decode: cheaper than a text-mode file object
-            value = json.loads(handle.read().decode("utf-8"))
+        value = json.loads(read_bytes(path).decode("utf-8"))  # bytes + decode: no text-mode file
     except FileNotFoundError:
         return None, "missing"
     except (OSError, UnicodeDecodeError) as exc:
@@ -194,8 +194,7 @@ def gather_facts(run_dir: str | Path) -> RunFacts:
     if "output.txt" in agent_names:
         output_path = f"{agent}{os.sep}output.txt"
         try:
-            with open(output_path, "rb") as handle:
-                text = handle.read().decode("utf-8", errors="replace")
+            text = read_bytes(output_path).decode("utf-8", errors="replace")
         except OSError:
             text = ""
         facts.agent_files["output.txt"] = len(text)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from experiment.backups import backup_file, relative_to_experiment
 from experiment.jsonio import atomic_write_text, dumps, install_temp, write_temp_beside
 from experiment.models import ScyllaModel, TierComparison
+from experiment.quiet_read import read_bytes
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -38,8 +39,7 @@ _GENERATED_LINE = re.compile(r"^\*\*Generated\*\*: .*$", re.MULTILINE)
 def read_dict(path: str | Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it is missing, unreadable or not an object."""
     try:
-        with open(path, "rb") as handle:  # bytes: json decodes UTF-8 itself, no text wrapper
-            value = json.loads(handle.read())
+        value = json.loads(read_bytes(path))  # bytes: json decodes UTF-8 itself, no text wrapper
     except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
     return value if isinstance(value, dict) else None
@@ -49,13 +49,39 @@ def _without_runs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return {k: v for k, v in pairs if not (k == "runs" and isinstance(v, list))}
 
 
+def _text_without_runs(path: Path) -> str:
+    """The text of ``path`` with every multi-line ``"runs": [...]`` list emptied, read a line at a
+    time: the other lines of a 20 MB experiment file are a few hundred kilobytes.
+
+    In indented JSON (``json.dumps(indent=...)``, ProjectScylla's and ours) a list's items are on
+    lines indented deeper than its key and its ``]`` is on a line at the key's indent, so the list
+    is skipped to that line. Text in another layout passes through whole, or comes out invalid
+    (then the caller parses the whole file)."""
+    kept: list[str] = []
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            item = line.lstrip(" ")
+            if not (item.startswith('"runs": [') and item.rstrip() == '"runs": ['):
+                kept.append(line)
+                continue
+            indent = line[: len(line) - len(item)]
+            close = f"{indent}]"
+            for inner in lines:
+                if inner.startswith(close):
+                    kept.append(f'{indent}"runs": []{inner[len(close) :]}')
+                    break
+    return "".join(kept)
+
+
 def read_dict_without_runs(path: Path) -> dict[str, Any] | None:
     """:func:`read_dict` of a tier or experiment ``result.json`` without the ``runs`` lists of its
-    subtests, dropped while parsing: the clock and order fields of a 20 MB experiment file cost
-    the text, not the ~150 MB of Python objects its runs would be."""
+    subtests: the clock and order fields of a 20 MB experiment file cost a skim of its lines
+    (:func:`_text_without_runs`), not the whole text and its ~150 MB of Python objects."""
     try:
-        text = Path(path).read_text(encoding="utf-8")  # str, not bytes: no second copy while parsing
-        value = json.loads(text, object_pairs_hook=_without_runs)
+        try:
+            value = json.loads(_text_without_runs(path), object_pairs_hook=_without_runs)
+        except ValueError:  # not laid out as indented JSON: parse it whole, dropping the runs
+            value = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_without_runs)
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -104,7 +130,7 @@ def write_if_changed(experiment_dir: Path, path: Path, content: str, stamp: str,
     """
     path = Path(path)
     try:
-        old = path.read_text(encoding="utf-8")
+        old = read_bytes(path).decode("utf-8")
     except FileNotFoundError:
         old = None
     except (OSError, UnicodeDecodeError):
