@@ -306,15 +306,54 @@ RULES: list[Rule] = [
 ]
 
 
+def _agent_cost(agent_result: dict[str, Any] | None) -> float | None:
+    cost = (agent_result or {}).get("cost_usd")
+    return float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+
+
 def classify_facts(facts: RunFacts) -> Classification:
     for rule in RULES:
         if rule.when(facts):
-            cost = (facts.agent_result or {}).get("cost_usd")
-            cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
-            return Classification(rule.status, rule.reason(facts), facts.failure, cost)
+            return Classification(
+                rule.status, rule.reason(facts), facts.failure, _agent_cost(facts.agent_result)
+            )
     raise AssertionError("the last rule always matches")  # pragma: no cover
+
+
+def _decided_at_a_glance(root: str) -> Classification | None:
+    """The classification of a run the table calls ``completed``, or ``failed`` by the agent's own
+    verdict, read without the two directory listings (a quarter of the classification's time;
+    85 % of a typical experiment's runs are completed); None whenever a rule that needs the
+    listings might apply (:func:`gather_facts` then decides).
+
+    The facts come from the files themselves: ``agent/output.txt`` was read, so the run dir and
+    its agent dir exist; ``agent/result.json`` carries the exit code, so no ``command_log.json``
+    is needed to judge a failure; the ``judge`` entry exists and ``run_result.json`` is a JSON
+    object. The table itself decides, on those facts."""
+    agent = f"{root}{os.sep}agent"
+    try:
+        text = read_bytes(f"{agent}{os.sep}output.txt").decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    facts = RunFacts(run_dir=root, exists=True, run_files={"agent"}, agent_files={"output.txt": len(text)})
+    facts.agent_result, problem = _read_object(f"{agent}{os.sep}result.json")
+    if problem or "exit_code" not in (facts.agent_result or {}):
+        return None
+    facts.output = parse_claude_output(text) if text.strip() else None
+    facts.failure = _agent_failure(facts)
+    if facts.failure is None:
+        try:
+            os.lstat(f"{root}{os.sep}judge")
+        except OSError:
+            return None
+        facts.judge_dir = True
+        if _read_object(f"{root}{os.sep}run_result.json")[1] is not None:
+            return None
+    decided = classify_facts(facts)
+    return decided if decided.status in (RunStatus.COMPLETED, RunStatus.FAILED) else None
 
 
 def classify_run(run_dir: str | Path) -> Classification:
     """Classify one run directory."""
-    return classify_facts(gather_facts(run_dir))
+    root = os.fspath(run_dir)
+    return _decided_at_a_glance(root) or classify_facts(gather_facts(root))

@@ -196,3 +196,31 @@ def test_status_aliases(alias: str, status: RunStatus):
 def test_unknown_status_alias():
     with pytest.raises(ValueError):
         RunStatus.parse("bogus")
+
+
+def test_runs_decided_at_a_glance_get_what_the_full_table_gives(tmp_path: Path):
+    """Completed runs, and runs failed by the agent's own verdict, are classified without the
+    directory listings: exactly as the whole table would classify them, for every kind of run
+    the generator writes."""
+    from experiment.status import _decided_at_a_glance, classify_facts, gather_facts
+    from simulation.generator import generate_experiment
+
+    mix = {"completed": 0.4, "results": 0.15, "failed": 0.25, "partial": 0.1, "missing": 0.1}
+    generate_experiment(
+        tmp_path / "exp", subtests_per_tier=3, runs_per_subtest=30, mix=mix, seed=3, with_base_repo=False
+    )
+    glanced = set()
+    for run_dir in sorted((tmp_path / "exp").glob("T*/*/run_*")):
+        full = classify_facts(gather_facts(run_dir))
+        glance = _decided_at_a_glance(str(run_dir))
+        if glance is not None:
+            glanced.add(glance.status)
+            assert (glance.status, glance.reason, glance.agent_cost_usd) == (
+                full.status,
+                full.reason,
+                full.agent_cost_usd,
+            ), run_dir
+            assert (glance.failure and glance.failure.kind) == (full.failure and full.failure.kind)
+        elif full.status is RunStatus.COMPLETED:
+            pytest.fail(f"a completed run was not decided at a glance: {run_dir}")
+    assert glanced == {RunStatus.COMPLETED, RunStatus.FAILED}
