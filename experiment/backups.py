@@ -6,6 +6,7 @@ first; a stale directory is moved here instead of being deleted. Backups are nev
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from datetime import UTC, datetime
@@ -22,6 +23,12 @@ def backup_stamp() -> str:
 
 
 _made_dirs: set[Path] = set()
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(experiment_dir: Path) -> ExperimentLayout:
+    """The experiment's layout, resolved once per process (a pass backs up thousands of files)."""
+    return ExperimentLayout(experiment_dir)
 
 
 def _ensure_dir(path: Path) -> None:
@@ -53,7 +60,7 @@ def backup_file(experiment_dir: Path, path: Path, stamp: str) -> Path | None:
     path = Path(path)
     if not path.is_file():
         return None
-    layout = ExperimentLayout(experiment_dir)
+    layout = _layout(Path(experiment_dir))
     target = layout.backups_dir / stamp / relative_to_experiment(layout.root, path)
     _ensure_dir(target.parent)
     mode = file_mode_for(path)  # the backup is as readable as the file it keeps

@@ -15,12 +15,12 @@ tier passed, see :data:`INFINITY_KEYS`), which is written as ProjectScylla write
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import re
 import stat
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -77,9 +77,24 @@ def executable_mode() -> int:
     return 0o777 & ~process_umask()
 
 
+_temp_numbers = itertools.count()
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 def temp_file_beside(path: Path, mode: int) -> tuple[int, str]:
-    """An open fd and the name of a new temp file in ``path``'s directory, with ``mode``."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """An open fd and the name of a new temp file in ``path``'s directory, with ``mode``.
+
+    Named ``.<name>.<pid>.<n>.tmp`` and created exclusively (a name left by a crashed process with
+    the same pid is skipped): a regeneration creates thousands, and ``tempfile.mkstemp``'s random
+    names cost more than the write."""
+    directory, name, pid = os.fspath(path.parent), path.name, os.getpid()
+    while True:
+        tmp_name = f"{directory}{os.sep}.{name}.{pid}.{next(_temp_numbers)}.tmp"
+        try:
+            fd = os.open(tmp_name, _TEMP_FLAGS, 0o600)
+            break
+        except FileExistsError:
+            continue
     try:
         os.fchmod(fd, mode)
     except BaseException:
@@ -99,18 +114,29 @@ def atomic_write_text(path: Path, text: str) -> None:
     install_temp(write_temp_beside(Path(path), (text,)), Path(path))
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_temp_beside(path: Path, chunks: Iterable[str]) -> str:
     """Write ``chunks`` to a new temp file in ``path``'s directory (created if needed), with the
     mode ``path`` must get, fsynced unless a write batch is open; returns the temp file's name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = temp_file_beside(path, file_mode_for(path))
+    mode = file_mode_for(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        fd, tmp_name = temp_file_beside(path, mode)
+    except FileNotFoundError:  # a new directory: created on demand, not checked before every write
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = temp_file_beside(path, mode)
+    try:
+        try:
             for chunk in chunks:
-                handle.write(chunk)
+                _write_all(fd, chunk.encode("utf-8"))
             if current_batch() is None:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
