@@ -22,7 +22,7 @@ from experiment.forked import forked_map
 from experiment.jsonio import load_model, read_json
 from experiment.layout import ExperimentLayout
 from experiment.models import ExperimentConfig, ExperimentResult, TierResult, utc_now_iso
-from experiment.regenerate.clock import Interval, experiment_clock
+from experiment.regenerate.clock import Interval, experiment_clock, experiment_clock_known
 from experiment.regenerate.files import Writer, previous_model, read_dict
 from experiment.regenerate.spill import TierSpill
 from experiment.regenerate.tier_fold import TierFold, fold_tier_item
@@ -116,26 +116,27 @@ def rebuild_aggregates(
     out = Writer(layout.root, stamp or backup_stamp(), summary.written)
     now = utc_now_iso()
     tier_results: dict[str, TierResult] = {}  # without their runs: the full text is in the spill
-    spans: list[Interval] = []
-    items = [(str(layout.root), tier, tier in rebuild, out.stamp, now) for tier in config.tiers_to_run]
+    previous_exp = previous_model(layout.experiment_file("result.json"), ExperimentResult, runs=False)
+    spans = not experiment_clock_known(layout, previous_exp)  # the runs' timing files are needed
+    items = [(str(layout.root), tier, tier in rebuild, out.stamp, now, spans) for tier in config.tiers_to_run]
+    known: list[Interval] = []
 
     with write_batch() as batch, TierSpill() as spill:
         with forked_map(min(processes, len(items))) as map_:
             for fold in map_(fold_tier_item, items):
                 batch.adopt(fold.renames, fold.links)
                 _account(summary, fold)
-                spans += [fold.span] if fold.span else []
+                known += [fold.span] if fold.span else []
                 if fold.text is not None and fold.result is not None:
                     spill.add(fold.tier, fold.text)
                     tier_results[fold.tier] = fold.result
                 del fold
 
         # The experiment: wall-clock values from the previous file, else from the timing files.
-        previous_exp = previous_model(layout.experiment_file("result.json"), ExperimentResult, runs=False)
         order = _ordered(tier_results, _previous_tier_order(layout, previous_exp))
         tier_results = {t: tier_results[t] for t in order}
         started, completed, total_duration = experiment_clock(
-            layout, previous_exp, spans, tier_results, summary.approximated
+            layout, previous_exp, known, tier_results, summary.approximated
         )
         result = aggregate.build_experiment(
             raw_config if isinstance(raw_config, dict) else config.to_json_dict(),

@@ -1,7 +1,8 @@
 """Wall-clock fields of the aggregates: kept from the previous files, else approximated from timings.
 
 Wall-clock fields are not functions of the run results. When the previous file exists its
-values are kept (it is backed up anyway). When it is gone they are approximated from the timing
+values are kept (it is backed up anyway), and the runs' timing files are not even read
+(:func:`tier_clock_known`, :func:`experiment_clock_known`). When it is gone they are approximated from the timing
 files, and the rebuild reports which fields are approximations:
 
 * tier ``total_duration`` = the span from the earliest agent start (``agent/timing.json``
@@ -70,6 +71,20 @@ def _previous_summary(report_path: Path) -> dict[str, Any]:
     return summary if isinstance(summary, dict) else {}
 
 
+def _reported_tier_duration(layout: ExperimentLayout, tier: str) -> float | None:
+    """The ``total_duration`` of the tier's previous ``report.json`` (or of its stale copy)."""
+    stale = layout.stale_tier_dir(tier)
+    old = _previous_summary(layout.tier_file(tier, "report.json")).get("total_duration")
+    if old is None and stale is not None:
+        old = _previous_summary(stale / "report.json").get("total_duration")
+    return float(old) if isinstance(old, int | float) else None
+
+
+def tier_clock_known(layout: ExperimentLayout, tier: str, previous: TierResult | None) -> bool:
+    """Whether :func:`tier_clock` keeps a previous value (so the runs' timing files are not needed)."""
+    return previous is not None or _reported_tier_duration(layout, tier) is not None
+
+
 def tier_clock(
     layout: ExperimentLayout,
     tier: str,
@@ -80,14 +95,26 @@ def tier_clock(
     """(total_duration, inherited_from) of a rebuilt tier; appends to ``approximated`` what it guessed."""
     if previous is not None:
         return previous.total_duration, previous.inherited_from
-    stale = layout.stale_tier_dir(tier)
-    old = _previous_summary(layout.tier_file(tier, "report.json")).get("total_duration")
-    if old is None and stale is not None:
-        old = _previous_summary(stale / "report.json").get("total_duration")
-    if isinstance(old, int | float):
-        return float(old), None
+    reported = _reported_tier_duration(layout, tier)
+    if reported is not None:
+        return reported, None
     approximated.append(f"{tier}/result.json total_duration")
     return aggregate.wall_span(intervals), None
+
+
+def _reported_experiment_clock(layout: ExperimentLayout) -> tuple[str, str | None, float] | None:
+    """(started_at, completed_at, total seconds) of the experiment's previous ``report.json``."""
+    old = _previous_summary(layout.experiment_file("report.json"))
+    if old.get("started_at") and isinstance(old.get("total_duration"), int | float):
+        return old["started_at"], old.get("completed_at"), float(old["total_duration"])
+    return None
+
+
+def experiment_clock_known(layout: ExperimentLayout, previous: ExperimentResult | None) -> bool:
+    """Whether :func:`experiment_clock` keeps previous values (so no run's timing is needed)."""
+    return (
+        bool(previous is not None and previous.started_at) or _reported_experiment_clock(layout) is not None
+    )
 
 
 def experiment_clock(
@@ -100,9 +127,9 @@ def experiment_clock(
     """(started_at, completed_at, total seconds) of the experiment; appends what it guessed."""
     if previous is not None and previous.started_at:
         return previous.started_at, previous.completed_at, previous.total_duration_seconds
-    old = _previous_summary(layout.experiment_file("report.json"))
-    if old.get("started_at") and isinstance(old.get("total_duration"), int | float):
-        return old["started_at"], old.get("completed_at"), float(old["total_duration"])
+    old = _reported_experiment_clock(layout)
+    if old is not None:
+        return old
     approximated += [
         "result.json started_at",
         "result.json completed_at",

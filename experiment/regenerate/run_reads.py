@@ -25,15 +25,16 @@ class RunRead(NamedTuple):
     """(agent start, judge end) from the timing files; None when unknown or not readable."""
 
 
-def read_run(run_dir: str) -> RunRead | None:
-    """One run dir's :class:`RunRead`, or None when it has no ``run_result.json`` file."""
+def read_run(run_dir: str, *, timings: bool = True) -> RunRead | None:
+    """One run dir's :class:`RunRead` (its interval only when ``timings``: two more files), or
+    None when it has no ``run_result.json`` file."""
     path = f"{run_dir}/run_result.json"
     if not os.path.isfile(path):
         return None
     result = read_dict(path)
-    return RunRead(result, run_interval(run_dir) if result is not None else None)
+    return RunRead(result, run_interval(run_dir) if timings and result is not None else None)
 
 
-def read_runs(run_dirs: list[str]) -> list[RunRead | None]:
+def read_runs(run_dirs: list[str], *, timings: bool = True) -> list[RunRead | None]:
     """:func:`read_run` of each run dir, in order (None for a run dir without a ``run_result.json``)."""
-    return [read_run(d) for d in run_dirs]
+    return [read_run(d, timings=timings) for d in run_dirs]

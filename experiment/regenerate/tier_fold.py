@@ -22,7 +22,7 @@ from experiment.durable import collected_writes
 from experiment.jsonio import dumps
 from experiment.layout import ExperimentLayout, RunKey
 from experiment.models import BestSubtest, RunResult, SubtestResult, TierResult
-from experiment.regenerate.clock import Interval, tier_clock
+from experiment.regenerate.clock import Interval, tier_clock, tier_clock_known
 from experiment.regenerate.files import Writer, previous_model
 from experiment.regenerate.run_reads import read_runs
 from experiment.regenerate.spill import without_runs
@@ -77,10 +77,11 @@ def _valid(result: dict[str, object] | None) -> RunResult | None:
 
 
 def _summarize_subtests(
-    layout: ExperimentLayout, tier: str, skipped: list[str]
+    layout: ExperimentLayout, tier: str, skipped: list[str], *, timings: bool
 ) -> tuple[dict[str, SubtestResult], list[Interval]]:
     """The tier's subtests with at least one readable run result, and the known (start, end) of
-    those runs; the label of each unreadable ``run_result.json`` goes to ``skipped``."""
+    those runs (read only when ``timings``); the label of each unreadable ``run_result.json``
+    goes to ``skipped``."""
     keys = [
         RunKey(tier, subtest, number)
         for subtest in layout.recorded_subtests(tier)
@@ -88,7 +89,8 @@ def _summarize_subtests(
     ]
     by_subtest: dict[str, list[RunResult]] = {}
     intervals: list[Interval] = []
-    for key, run in zip(keys, read_runs([layout.run_dir_str(key) for key in keys]), strict=True):
+    runs = read_runs([layout.run_dir_str(key) for key in keys], timings=timings)
+    for key, run in zip(keys, runs, strict=True):
         if run is None:
             continue
         result = _valid(run.result)
@@ -119,28 +121,30 @@ def _write_tier(
     )
 
 
-def fold_tier(root: str, tier: str, *, rebuild: bool, stamp: str, now: str) -> TierFold:
+def fold_tier(root: str, tier: str, *, rebuild: bool, stamp: str, now: str, span: bool) -> TierFold:
     """Fold one tier of the experiment at ``root``.
 
     A tier not to ``rebuild`` that has a previous ``result.json`` is taken from it as it is; any
     other tier is built from its runs, and its files are written (backed up under ``stamp``,
-    reports stamped ``now``) when ``rebuild``.
+    reports stamped ``now``) when ``rebuild``. The runs' timing files are read when the tier's
+    clock must be approximated from them, or when the experiment's needs the tier's ``span``.
     """
     layout = ExperimentLayout(Path(root))
     written: list[str] = []
     skipped: list[str] = []
     approximated: list[str] = []
     with collected_writes() as batch:
-        text = result = span = None
+        text = result = known = None
         runs = 0
         previous = previous_tier(layout, tier, runs=False)
         if not rebuild and previous is not None:
             if (full := previous_tier(layout, tier)) is not None:
                 text, result = dumps(full.to_json_dict()), without_runs(full)
         else:
-            subtests, intervals = _summarize_subtests(layout, tier, skipped)
+            timings = span or not tier_clock_known(layout, tier, previous)
+            subtests, intervals = _summarize_subtests(layout, tier, skipped, timings=timings)
             runs = sum(len(s.runs) for s in subtests.values())
-            span = (min(i[0] for i in intervals), max(i[1] for i in intervals)) if intervals else None
+            known = (min(i[0] for i in intervals), max(i[1] for i in intervals)) if intervals else None
             if subtests:
                 duration, inherited = tier_clock(layout, tier, previous, intervals, approximated)
                 full, selection = aggregate.build_tier(
@@ -158,14 +162,14 @@ def fold_tier(root: str, tier: str, *, rebuild: bool, stamp: str, now: str) -> T
         runs=runs,
         skipped_runs=skipped,
         approximated=approximated,
-        span=span,
+        span=known,
         written=written,
         renames=batch.renames,
         links=batch.links,
     )
 
 
-def fold_tier_item(item: tuple[str, str, bool, str, str]) -> TierFold:
-    """:func:`fold_tier` of one ``(root, tier, rebuild, stamp, now)`` tuple (a forked map's item)."""
-    root, tier, rebuild, stamp, now = item
-    return fold_tier(root, tier, rebuild=rebuild, stamp=stamp, now=now)
+def fold_tier_item(item: tuple[str, str, bool, str, str, bool]) -> TierFold:
+    """:func:`fold_tier` of one ``(root, tier, rebuild, stamp, now, span)`` tuple (a forked map's item)."""
+    root, tier, rebuild, stamp, now, span = item
+    return fold_tier(root, tier, rebuild=rebuild, stamp=stamp, now=now, span=span)

@@ -194,6 +194,32 @@ def test_existing_wall_clock_values_are_kept(fixture_experiment: Path):
     )
 
 
+def test_timing_files_are_read_only_for_a_clock_that_needs_them(
+    fixture_experiment: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With every previous wall-clock value at hand, the rebuild reads no run's timing files;
+    without the experiment's, every tier's runs are read for the span; without one tier's, only
+    that tier's runs are."""
+    from experiment.regenerate import run_reads
+
+    read: list[str] = []
+    real = run_reads.run_interval
+    monkeypatch.setattr(run_reads, "run_interval", lambda run_dir: read.append(run_dir) or real(run_dir))
+    exp = fixture_experiment
+    rebuild_aggregates(exp, stamp="a")
+    assert read == []
+    for name in ("T1/result.json", "T1/report.json"):
+        (exp / name).unlink()
+    summary = rebuild_aggregates(exp, stamp="b")
+    assert {Path(r).relative_to(exp).parts[0] for r in read} == {"T1"}
+    assert summary.approximated == ["T1/result.json total_duration"]
+    read.clear()
+    for name in ("result.json", "report.json"):
+        (exp / name).unlink()
+    rebuild_aggregates(exp, stamp="c")
+    assert {Path(r).relative_to(exp).parts[0] for r in read} == {"T0", "T1", "T2", "T3", "T4", "T5", "T6"}
+
+
 def test_one_pass_repairs_agent_result_and_run_result(fixture_experiment: Path):
     run = fixture_experiment / "T2/01/run_01"
     (run / "agent/result.json").unlink()
