@@ -48,3 +48,33 @@ def _leave_interrupts_to_parent() -> None:
     the parent's ``terminate()`` waiting forever (seen once). The parent's KeyboardInterrupt ends
     the block, and the pool's ``terminate()`` stops the workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+Submit = Callable[[Callable[[Any], Any], Any, Callable[[Any], None], Callable[[BaseException], None]], object]
+"""``submit(fn, item, done, failed)``: run ``fn(item)``, then ``done(result)`` or ``failed(error)``;
+in a worker, the callbacks run on the pool's result thread (keep them to a queue put)."""
+
+
+def _submit_here(
+    fn: Callable[[Any], Any], item: Any, done: Callable[[Any], None], failed: Callable[[BaseException], None]
+) -> None:
+    try:
+        result = fn(item)
+    except Exception as error:  # noqa: BLE001 - handed to the caller, as a worker's would be
+        failed(error)
+        return
+    done(result)
+
+
+@contextmanager
+def forked_pool(processes: int) -> Iterator[Submit]:
+    """A :data:`Submit` over ``processes`` forked workers (run at once in this process when fewer
+    than two are asked for or the platform cannot fork), for work whose next task depends on what
+    came back; the workers end with the block."""
+    if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        yield _submit_here
+        return
+    with multiprocessing.get_context("fork").Pool(processes, initializer=_leave_interrupts_to_parent) as pool:
+        yield lambda fn, item, done, failed: pool.apply_async(
+            fn, (item,), callback=done, error_callback=failed
+        )

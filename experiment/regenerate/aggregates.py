@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -25,7 +26,7 @@ from experiment.models import ExperimentConfig, ExperimentResult, TierResult, ut
 from experiment.regenerate.clock import Interval, experiment_clock, experiment_clock_known
 from experiment.regenerate.files import Writer, previous_model, read_dict
 from experiment.regenerate.spill import TierSpill
-from experiment.regenerate.tier_fold import TierFold, fold_tier_item
+from experiment.regenerate.tier_fold import FoldItem, FoldRunner, TierFold, fold_tier_item
 
 
 class AggregateRebuild(BaseModel):
@@ -100,13 +101,15 @@ def rebuild_aggregates(
     tiers: Sequence[str] | None = None,
     stamp: str | None = None,
     processes: int = 1,
+    folds: FoldRunner | None = None,
 ) -> AggregateRebuild:
     """Rebuild subtest, tier (only ``tiers``, default all of ``tiers_to_run``) and experiment files.
 
     One tier at a time (:mod:`~experiment.regenerate.tier_fold`: its runs are read, folded and
     dropped; :mod:`~experiment.regenerate.spill` streams the experiment file), as one write batch
-    (:mod:`experiment.durable`). The tiers are folded by ``processes`` forked workers when more
-    than one (only where no other thread is at work: :mod:`experiment.forked`).
+    (:mod:`experiment.durable`). The tiers are folded by ``folds`` when given (the CLI's pipeline,
+    :mod:`~experiment.regenerate.pipeline`), else by ``processes`` forked workers when more than
+    one (only where no other thread is at work: :mod:`experiment.forked`), else here.
     """
     layout = ExperimentLayout(experiment_dir)
     config = load_model(layout.config_path, ExperimentConfig)
@@ -118,12 +121,15 @@ def rebuild_aggregates(
     tier_results: dict[str, TierResult] = {}  # without their runs: the full text is in the spill
     previous_exp = previous_model(layout.experiment_file("result.json"), ExperimentResult, runs=False)
     spans = not experiment_clock_known(layout, previous_exp)  # the runs' timing files are needed
-    items = [(str(layout.root), tier, tier in rebuild, out.stamp, now, spans) for tier in config.tiers_to_run]
+    items = [
+        FoldItem(str(layout.root), tier, tier in rebuild, out.stamp, now, spans)
+        for tier in config.tiers_to_run
+    ]
     known: list[Interval] = []
 
     with write_batch() as batch, TierSpill() as spill:
-        with forked_map(min(processes, len(items))) as map_:
-            for fold in map_(fold_tier_item, items):
+        with _fold_runner(folds, min(processes, len(items))) as run_folds:
+            for fold in run_folds(items):
                 batch.adopt(fold.renames, fold.links)
                 _account(summary, fold)
                 known += [fold.span] if fold.span else []
@@ -159,6 +165,16 @@ def rebuild_aggregates(
     summary.frontier_cop = result.frontier_cop
     summary.total_cost = result.total_cost
     return summary
+
+
+@contextmanager
+def _fold_runner(given: FoldRunner | None, processes: int) -> Iterator[FoldRunner]:
+    """``given``, else the folds over ``processes`` forked workers (here when fewer than two)."""
+    if given is not None:
+        yield given
+        return
+    with forked_map(processes) as map_:
+        yield lambda items: map_(fold_tier_item, items)
 
 
 def _account(summary: AggregateRebuild, fold: TierFold) -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from experiment.backups import backup_stamp
-from experiment.forked import forked_map
+from experiment.forked import forked_pool
 from experiment.regenerate.aggregates import AggregateRebuild, rebuild_aggregates
-from experiment.regenerate.run import Outcome, RunRegeneration, regenerate_chunk
+from experiment.regenerate.pipeline import RegenerationPipeline
+from experiment.regenerate.run import Outcome, RunRegeneration
 from experiment.status import RunStatus
 
 NOTHING_WRITTEN = "Nothing to change: every derived file is up to date (nothing written, nothing backed up)."
@@ -110,40 +110,30 @@ def regenerate_in_process(
     tiers_dir: Path | None = None,
 ) -> RegenerateSummary:
     """The ``regenerate-results`` pipeline without Prefect: scan, regenerate the ``results`` runs
-    in the same chunks the flow's tasks use, then rebuild the aggregates."""
-    from experiment.scan import (
-        CHUNK_SIZE,
-        PARALLEL_THRESHOLD,
-        ScanFilters,
-        chunked,
-        load_context,
-        scan_in_process,
-    )
+    (one batch per tier) and rebuild the aggregates, each tier folded once its runs are done
+    (:mod:`~experiment.regenerate.pipeline`)."""
+    from experiment.scan import CHUNK_SIZE, PARALLEL_THRESHOLD, ScanFilters, load_context, scan_in_process
 
     context = load_context(Path(experiment_dir), tiers_dir)
     filters = ScanFilters(tuple(tiers), tuple(subtests), tuple(runs), (RunStatus.RESULTS,))
     report = scan_in_process(context, filters)
     stamp = backup_stamp()
-    keys = [e.key for e in report.to_regenerate()]
-    # Forked workers (experiment.forked; no other thread is at work in this process): one per
-    # core for the chunks when there are several, and for the aggregates' tier folds on a large
-    # experiment, as the scan did.
+    labels = [e.run for e in report.to_regenerate()]
+    # Forked workers (experiment.forked; no other thread is at work in this process), one per
+    # core, when there is more than a chunk of runs to regenerate or a large experiment to fold.
     cores = os.cpu_count() or 1
-    folders = cores if len(report.entries) >= PARALLEL_THRESHOLD else 1
+    workers = cores if len(report.entries) >= PARALLEL_THRESHOLD or len(labels) > CHUNK_SIZE else 1
     del report  # 10,000 classified runs: not needed past this point (peak memory)
-    # Each chunk is one write batch (two os.sync() calls, which also flush every other process's
-    # dirty pages): at least CHUNK_SIZE runs, and about two per worker.
-    chunks = chunked(keys, max(CHUNK_SIZE, -(-len(keys) // (2 * cores))))
-    regenerate = partial(
-        regenerate_chunk, context.root, judge_models=context.config.judge_models, stamp=stamp
-    )
-    with forked_map(min(cores, len(chunks))) as map_:
-        results = [r for chunk_results in map_(regenerate, chunks) for r in chunk_results]
-    aggregates = None
-    if not skip_aggregates:
-        aggregates = rebuild_aggregates(
-            context.root, tiers=list(tiers) or None, stamp=stamp, processes=folders
+    with forked_pool(workers) as submit:
+        pipeline = RegenerationPipeline(
+            submit, context.root, labels, judge_models=context.config.judge_models, stamp=stamp
         )
+        aggregates = None
+        if not skip_aggregates:
+            aggregates = rebuild_aggregates(
+                context.root, tiers=list(tiers) or None, stamp=stamp, folds=pipeline.folds
+            )
+        results = pipeline.results()
     backed_up = (context.layout.backups_dir / stamp).is_dir()
     return RegenerateSummary(
         experiment=str(context.root),

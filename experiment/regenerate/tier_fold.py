@@ -11,6 +11,7 @@ folds ran here or in workers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -169,7 +170,23 @@ def fold_tier(root: str, tier: str, *, rebuild: bool, stamp: str, now: str, span
     )
 
 
-def fold_tier_item(item: tuple[str, str, bool, str, str, bool]) -> TierFold:
-    """:func:`fold_tier` of one ``(root, tier, rebuild, stamp, now, span)`` tuple (a forked map's item)."""
-    root, tier, rebuild, stamp, now, span = item
-    return fold_tier(root, tier, rebuild=rebuild, stamp=stamp, now=now, span=span)
+class FoldItem(NamedTuple):
+    """The arguments of one :func:`fold_tier` call, as one picklable item for a worker."""
+
+    root: str
+    tier: str
+    rebuild: bool
+    stamp: str
+    now: str
+    span: bool
+
+
+def fold_tier_item(item: FoldItem) -> TierFold:
+    """:func:`fold_tier` of one :class:`FoldItem`."""
+    return fold_tier(
+        item.root, item.tier, rebuild=item.rebuild, stamp=item.stamp, now=item.now, span=item.span
+    )
+
+
+FoldRunner = Callable[[list[FoldItem]], Iterator[TierFold]]
+"""Folds every item and yields the folds in the items' order."""
