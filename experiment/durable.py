@@ -68,8 +68,8 @@ class WriteBatch:
         """Sync, link the backups, rename the files, sync (see the module docstring)."""
         if not self.renames and not self.links:
             return
-        os.sync()
         try:
+            os.sync()  # inside the try: a Ctrl+C during the sync must not leave the temp files
             for tmp, target in self.links:
                 link_unique(tmp, target)
                 os.unlink(tmp)

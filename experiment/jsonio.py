@@ -104,6 +104,15 @@ def temp_file_beside(path: Path, mode: int) -> tuple[int, str]:
     return fd, tmp_name
 
 
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.\d+\.tmp$")
+
+
+def temp_file_pid(name: str) -> int | None:
+    """The pid that created a :func:`temp_file_beside` file of this name, or None for any other name."""
+    match = _TEMP_NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file + fsync + rename in the same directory.
 

@@ -124,16 +124,22 @@ def regenerate_in_process(
     cores = os.cpu_count() or 1
     workers = cores if len(report.entries) >= PARALLEL_THRESHOLD or len(labels) > CHUNK_SIZE else 1
     del report  # 10,000 classified runs: not needed past this point (peak memory)
-    with forked_pool(workers) as submit:
-        pipeline = RegenerationPipeline(
-            submit, context.root, labels, judge_models=context.config.judge_models, stamp=stamp
-        )
-        aggregates = None
-        if not skip_aggregates:
-            aggregates = rebuild_aggregates(
-                context.root, tiers=list(tiers) or None, stamp=stamp, folds=pipeline.folds
+    pipeline = None
+    try:
+        with forked_pool(workers) as submit:
+            pipeline = RegenerationPipeline(
+                submit, context.root, labels, judge_models=context.config.judge_models, stamp=stamp
             )
-        results = pipeline.results()
+            aggregates = None
+            if not skip_aggregates:
+                aggregates = rebuild_aggregates(
+                    context.root, tiers=list(tiers) or None, stamp=stamp, folds=pipeline.folds
+                )
+            results = pipeline.results()
+    except BaseException:
+        if pipeline is not None:
+            pipeline.discard_unclaimed()
+        raise
     backed_up = (context.layout.backups_dir / stamp).is_dir()
     return RegenerateSummary(
         experiment=str(context.root),

@@ -15,13 +15,19 @@ tasks run the same functions one after the other.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import queue
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiment.backups import relative_to_experiment
 from experiment.durable import WriteBatch, collected_writes
 from experiment.forked import Submit
+from experiment.jsonio import temp_file_pid
+from experiment.layout import ExperimentLayout, RunKey
 from experiment.regenerate.run import RunRegeneration, regenerate_chunk
 from experiment.regenerate.tier_fold import FoldItem, TierFold, fold_tier_item
 
@@ -44,6 +50,10 @@ class RegenerationPipeline:
         self, submit: Submit, root: Path, labels: Sequence[str], *, judge_models: Sequence[str], stamp: str
     ) -> None:
         self._submit = submit
+        self._root, self._stamp = Path(root), stamp
+        # Who writes temp files for the tasks: the pool's workers, or this process itself.
+        self._writers = {os.getpid(), *(child.pid for child in multiprocessing.active_children())}
+        self._writes_in: list[tuple[Path, bool]] = []  # every task's dirs (walked deep or not)
         self._events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
         by_tier: dict[str, list[str]] = {}
         for label in labels:
@@ -51,12 +61,22 @@ class RegenerationPipeline:
         self._tiers = list(by_tier)  # the labels' order, for the results
         self._results: dict[str, list[RunRegeneration]] = {}
         self._folding: dict[str, FoldItem] = {}  # tiers whose fold waits for their runs
+        layout = ExperimentLayout(Path(root))
         for tier, tier_labels in by_tier.items():
+            self._writes_in += [
+                (Path(layout.run_dir_str(RunKey.parse(label))), True) for label in tier_labels
+            ]
             self._run(
                 _regenerate_collected, (str(root), tier_labels, list(judge_models), stamp), "runs", tier
             )
 
     def _run(self, fn: Any, item: Any, kind: str, tier: str) -> None:
+        if kind == "fold":
+            layout = ExperimentLayout(self._root)
+            self._writes_in += [(layout.tier_file(tier, "result.json").parent, False)] + [
+                (layout.subtest_file(tier, s, "report.json").parent, False)
+                for s in layout.recorded_subtests(tier)
+            ]
         self._submit(
             fn,
             item,
@@ -96,8 +116,35 @@ class RegenerationPipeline:
                     done[tier] = value
             yield done.pop(item.tier)
 
+    def discard_unclaimed(self) -> None:
+        """After the workers are gone, on the way out of a failed or interrupted pass: remove
+        every temp file a task left in the directories the tasks write in, and in their mirrors
+        under this pass's backup dir. That is the writes of the tasks that came back but were
+        never committed or adopted, and of those whose answer the pool dropped when it stopped
+        (an unfinished task removed its own). A committed file has its real name by then, and a
+        batch's own clean-up and this one only ever remove temp files, so overlapping is harmless."""
+        layout = ExperimentLayout(self._root)
+        backups = layout.backups_dir / self._stamp
+        places = self._writes_in + [
+            (backups / relative_to_experiment(layout.root, place), deep) for place, deep in self._writes_in
+        ]
+        for place, deep in places:
+            for directory, _dirs, names in _walk(place, deep):
+                for name in names:
+                    if temp_file_pid(name) in self._writers:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(directory, name))
+
     def results(self) -> list[RunRegeneration]:
         """Every run's outcome, in the labels' order, once all are committed."""
         while len(self._results) < len(self._tiers):
             self._next_event()
         return [run for tier in self._tiers for run in self._results[tier]]
+
+
+def _walk(place: Path, deep: bool) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(place)``, or only its top level unless ``deep``."""
+    for entry in os.walk(place):
+        yield entry
+        if not deep:
+            return
