@@ -43,19 +43,14 @@ def forked_map(processes: int) -> Iterator[MapFunction]:
 
 
 def _leave_interrupts_to_parent() -> None:
-    """In each worker: ignore SIGINT, and end on SIGTERM by unwinding. A Ctrl+C reaches the whole
-    process group; a worker that died of it mid-task printed its traceback, and could die holding
-    the pool's queue lock, which left the parent's ``terminate()`` waiting forever (seen once).
-    The parent's KeyboardInterrupt ends the block, and the pool's ``terminate()`` sends SIGTERM:
-    raised as ``SystemExit``, it lets the task's ``finally`` and ``except`` blocks run (a task's
-    collected temp files are removed, :func:`experiment.durable.collected_writes`) and releases
-    the locks its ``with`` blocks hold, where the default action killed the worker on the spot."""
+    """In each worker: ignore SIGINT. A Ctrl+C reaches the whole process group; a worker that died
+    of it mid-task printed its traceback, and could die holding the pool's queue lock, which left
+    the parent's ``terminate()`` waiting forever (seen once). The parent's KeyboardInterrupt ends
+    the block, and the pool's ``terminate()`` stops the workers (SIGTERM, default action: a
+    SIGTERM raised as an exception instead let a worker's exit path wait on a lock the parent's
+    ``terminate()`` held, and one pass hung). Temp files a stopped task leaves are swept by its
+    caller (:meth:`experiment.regenerate.pipeline.RegenerationPipeline.discard_unclaimed`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _unwind)
-
-
-def _unwind(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 Submit = Callable[[Callable[[Any], Any], Any, Callable[[Any], None], Callable[[BaseException], None]], object]
