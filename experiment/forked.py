@@ -16,6 +16,7 @@ import multiprocessing
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from multiprocessing.pool import Pool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,11 +36,19 @@ def _map_here(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
 def forked_map(processes: int) -> Iterator[MapFunction]:
     """A :data:`MapFunction` over ``processes`` forked workers, or in this process when fewer than
     two are asked for or the platform cannot fork; the workers end with the block."""
+    with _workers(processes) as pool:
+        yield _map_here if pool is None else lambda fn, items: pool.imap(fn, items, chunksize=1)
+
+
+@contextmanager
+def _workers(processes: int) -> Iterator[Pool | None]:
+    """A pool of ``processes`` forked workers for the block, or None (work in this process) when
+    fewer than two are asked for or the platform cannot fork."""
     if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        yield _map_here
+        yield None
         return
     with multiprocessing.get_context("fork").Pool(processes, initializer=_leave_interrupts_to_parent) as pool:
-        yield lambda fn, items: pool.imap(fn, items, chunksize=1)
+        yield pool
 
 
 def _leave_interrupts_to_parent() -> None:
@@ -74,10 +83,10 @@ def forked_pool(processes: int) -> Iterator[Submit]:
     """A :data:`Submit` over ``processes`` forked workers (run at once in this process when fewer
     than two are asked for or the platform cannot fork), for work whose next task depends on what
     came back; the workers end with the block."""
-    if processes < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        yield _submit_here
-        return
-    with multiprocessing.get_context("fork").Pool(processes, initializer=_leave_interrupts_to_parent) as pool:
-        yield lambda fn, item, done, failed: pool.apply_async(
-            fn, (item,), callback=done, error_callback=failed
-        )
+    with _workers(processes) as pool:
+        if pool is None:
+            yield _submit_here
+        else:
+            yield lambda fn, item, done, failed: pool.apply_async(
+                fn, (item,), callback=done, error_callback=failed
+            )

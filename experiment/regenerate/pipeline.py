@@ -50,7 +50,7 @@ class RegenerationPipeline:
         self, submit: Submit, root: Path, labels: Sequence[str], *, judge_models: Sequence[str], stamp: str
     ) -> None:
         self._submit = submit
-        self._root, self._stamp = Path(root), stamp
+        self._layout, self._stamp = ExperimentLayout(Path(root)), stamp
         # Who writes temp files for the tasks: the pool's workers, or this process itself.
         self._writers = {os.getpid(), *(child.pid for child in multiprocessing.active_children())}
         self._writes_in: list[tuple[Path, bool]] = []  # every task's dirs (walked deep or not)
@@ -61,10 +61,9 @@ class RegenerationPipeline:
         self._tiers = list(by_tier)  # the labels' order, for the results
         self._results: dict[str, list[RunRegeneration]] = {}
         self._folding: dict[str, FoldItem] = {}  # tiers whose fold waits for their runs
-        layout = ExperimentLayout(Path(root))
         for tier, tier_labels in by_tier.items():
             self._writes_in += [
-                (Path(layout.run_dir_str(RunKey.parse(label))), True) for label in tier_labels
+                (Path(self._layout.run_dir_str(RunKey.parse(label))), True) for label in tier_labels
             ]
             self._run(
                 _regenerate_collected, (str(root), tier_labels, list(judge_models), stamp), "runs", tier
@@ -72,7 +71,7 @@ class RegenerationPipeline:
 
     def _run(self, fn: Any, item: Any, kind: str, tier: str) -> None:
         if kind == "fold":
-            layout = ExperimentLayout(self._root)
+            layout = self._layout
             self._writes_in += [(layout.tier_file(tier, "result.json").parent, False)] + [
                 (layout.subtest_file(tier, s, "report.json").parent, False)
                 for s in layout.recorded_subtests(tier)
@@ -120,10 +119,11 @@ class RegenerationPipeline:
         """After the workers are gone, on the way out of a failed or interrupted pass: remove
         every temp file a task left in the directories the tasks write in, and in their mirrors
         under this pass's backup dir. That is the writes of the tasks that came back but were
-        never committed or adopted, and of those whose answer the pool dropped when it stopped
-        (an unfinished task removed its own). A committed file has its real name by then, and a
-        batch's own clean-up and this one only ever remove temp files, so overlapping is harmless."""
-        layout = ExperimentLayout(self._root)
+        never committed or adopted, of those whose answer the pool dropped when it stopped, and of
+        those the pool's SIGTERM stopped mid-way. A committed file has its real name by then, and
+        a batch's own clean-up and this one only ever remove temp files, so overlapping is
+        harmless."""
+        layout = self._layout
         backups = layout.backups_dir / self._stamp
         places = self._writes_in + [
             (backups / relative_to_experiment(layout.root, place), deep) for place, deep in self._writes_in
