@@ -1,11 +1,13 @@
 """Backups of experiment files: ``<exp>/.backups/<UTC stamp>/<path relative to the experiment>``.
 
-Every derived file a regeneration overwrites, and a checkpoint a repair migrates, is copied here
-first; a stale directory is moved here instead of being deleted. Backups are never overwritten.
+Every derived file a regeneration overwrites, and a checkpoint a repair migrates, is kept here
+first (a copy, or inside a write batch a hard link of the replaced inode: :mod:`experiment.durable`);
+a stale directory is moved here instead of being deleted. Backups are never overwritten.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -32,10 +34,19 @@ def _layout(experiment_dir: Path) -> ExperimentLayout:
 
 
 def _ensure_dir(path: Path) -> None:
-    """mkdir -p, once per process per directory (a backup pass creates thousands of files)."""
-    if path not in _made_dirs:
-        path.mkdir(parents=True, exist_ok=True)
-        _made_dirs.add(path)
+    """mkdir -p with one ``mkdir`` per new directory: a pass backs up thousands of files into a
+    mirror of the run tree, and each directory made (parents too) is remembered for the process."""
+    if path in _made_dirs:
+        return
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        _ensure_dir(path.parent)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+    except FileExistsError:
+        pass
+    _made_dirs.add(path)
 
 
 def relative_to_experiment(root: Path, path: Path) -> Path:
@@ -50,12 +61,13 @@ def relative_to_experiment(root: Path, path: Path) -> Path:
 
 
 def backup_file(experiment_dir: Path, path: Path, stamp: str) -> Path | None:
-    """Copy ``path`` to ``<exp>/.backups/<stamp>/<relative path>`` before it is overwritten.
+    """Keep ``path`` as ``<exp>/.backups/<stamp>/<relative path>`` before it is overwritten.
 
-    The copy is written to a temp file and *linked* into place, which fails instead of replacing
-    an existing backup, so an older backup is never overwritten (a second backup of the same file
-    under the same stamp gets ``.1``, ``.2``, ...). Returns the backup path (None: nothing to back up;
-    inside a :func:`~experiment.durable.write_batch` the name it will get at the batch's commit).
+    Never over an existing backup: a second backup of the same file under the same stamp gets
+    ``.1``, ``.2``, ... Returns the backup path (None: nothing to back up). Inside a
+    :func:`~experiment.durable.write_batch` the backup is made at the batch's commit, as a hard
+    link when the batch replaces the file (see that module), and the path returned is the name it
+    will get; outside a batch it is a durable copy made now.
     """
     path = Path(path)
     if not path.is_file():
@@ -63,25 +75,30 @@ def backup_file(experiment_dir: Path, path: Path, stamp: str) -> Path | None:
     layout = _layout(Path(experiment_dir))
     target = layout.backups_dir / stamp / relative_to_experiment(layout.root, path)
     _ensure_dir(target.parent)
-    mode = file_mode_for(path)  # the backup is as readable as the file it keeps
+    batch = current_batch()
+    if batch is not None:
+        batch.backup_later(os.fspath(path), os.fspath(target))
+        return target
     try:
-        fd, tmp = temp_file_beside(target, mode)
-    except FileNotFoundError:  # removed since we created it
+        return Path(copy_unique(os.fspath(path), os.fspath(target)))
+    except FileNotFoundError:  # its backup dir was removed since we made it
         _made_dirs.discard(target.parent)
         _ensure_dir(target.parent)
-        fd, tmp = temp_file_beside(target, mode)
-    batch = current_batch()
+        return Path(copy_unique(os.fspath(path), os.fspath(target)))
+
+
+def copy_unique(path: str, target: str) -> str:
+    """Copy ``path`` to ``target`` (or ``target.1``, ...: never over an existing file), durably and
+    with its permission bits (the backup is as readable as the file it keeps); returns the name.
+
+    The copy is written to a temp file, fsynced, then *linked* into place, so a crash never leaves
+    a half-written backup under a backup's name."""
+    fd, tmp = temp_file_beside(Path(target), file_mode_for(Path(path)))
     try:
-        with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
             shutil.copyfileobj(src, out)
-            if batch is None:
-                out.flush()
-                os.fsync(out.fileno())
-        if batch is not None:  # linked at the batch's commit, after one sync (experiment.durable)
-            batch.link_later(tmp, os.fspath(target))
-            tmp = ""
-            return target
-        return Path(link_unique(tmp, os.fspath(target)))
+            out.flush()
+            os.fsync(out.fileno())
+        return link_unique(tmp, target)
     finally:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)

@@ -7,11 +7,16 @@ on an ordinary disk (the measured third of the wall time, see bench/README.md), 
 regeneration wraps each chunk of runs, and the aggregate rebuild, in :func:`write_batch`:
 
 1. **During the batch** every new content goes to a temp file beside its target (a dot-file,
-   ``.<name>.<random>.tmp``) and nothing is renamed or linked yet; backups are temp copies too.
+   ``.<name>.<pid>.<n>.tmp``) and nothing is renamed or linked yet; a backup is only noted.
 2. **Commit, step 1**: one ``os.sync()`` makes the data of every temp file durable.
-3. **Commit, step 2**: every backup copy is linked to its name under ``.backups/`` (``link`` never
-   replaces an older backup), then every temp file is renamed over its target (``rename`` is
-   atomic); backups come first, so no file is replaced before its previous version is kept.
+3. **Commit, step 2**: every file to back up is hard-linked to its name under ``.backups/``
+   (``link`` never replaces an older backup), then every temp file is renamed over its target
+   (``rename`` is atomic); backups come first, so no file is replaced before its previous version
+   is kept. The link *is* the backup: the rename gives the live name a new inode, which leaves the
+   old inode, whose data was durable before the batch began, to the backup alone, and nothing we
+   write changes a file in place. So a backup costs one ``link``, not a copy (a file noted for
+   backup that the batch does not replace is copied instead: it keeps its inode, which a later
+   in-place write, ProjectScylla's own, would change under a link).
 4. **Commit, step 3**: a second ``os.sync()`` makes the names durable (the directories' entries).
 
 Why a crash at any instant is safe: before step 2 nothing visible has changed (at worst some
@@ -49,31 +54,32 @@ class WriteBatch:
 
     renames: list[tuple[str, str]] = field(default_factory=list)
     """(temp file, target) pairs: the target is replaced at commit."""
-    links: list[tuple[str, str]] = field(default_factory=list)
-    """(temp file, backup path) pairs: linked at commit, never over an existing backup."""
+    backups: list[tuple[str, str]] = field(default_factory=list)
+    """(file, backup path) pairs: the file is linked to its backup name at commit, before any
+    rename, never over an existing backup (module docstring, step 2)."""
 
     def rename_later(self, tmp: str, target: str) -> None:
         self.renames.append((tmp, target))
 
-    def link_later(self, tmp: str, target: str) -> None:
-        self.links.append((tmp, target))
+    def backup_later(self, path: str, backup: str) -> None:
+        self.backups.append((path, backup))
 
-    def adopt(self, renames: list[tuple[str, str]], links: list[tuple[str, str]]) -> None:
-        """Take over another batch's pending temp files (a worker's :func:`collected_writes`):
-        this batch's commit links and renames them, its discard removes them."""
+    def adopt(self, renames: list[tuple[str, str]], backups: list[tuple[str, str]]) -> None:
+        """Take over another batch's pending writes (a worker's :func:`collected_writes`): this
+        batch's commit makes the backups and renames the temp files, its discard removes them."""
         self.renames.extend(renames)
-        self.links.extend(links)
+        self.backups.extend(backups)
 
     def commit(self) -> None:
-        """Sync, link the backups, rename the files, sync (see the module docstring)."""
-        if not self.renames and not self.links:
+        """Sync, keep the backups, rename the files, sync (see the module docstring)."""
+        if not self.renames and not self.backups:
             return
         try:
             os.sync()  # inside the try: a Ctrl+C during the sync must not leave the temp files
-            for tmp, target in self.links:
-                link_unique(tmp, target)
-                os.unlink(tmp)
-            self.links.clear()
+            replaced = {target for _, target in self.renames}
+            for path, backup in self.backups:
+                _keep(path, backup, linked=path in replaced)
+            self.backups.clear()
             for tmp, target in self.renames:
                 os.replace(tmp, target)
             self.renames.clear()
@@ -82,12 +88,30 @@ class WriteBatch:
         os.sync()
 
     def discard(self) -> None:
-        """Remove the temp files not yet linked or renamed."""
-        for tmp, _ in [*self.links, *self.renames]:
+        """Remove the temp files not yet renamed (a backup not yet made is just forgotten)."""
+        for tmp, _ in self.renames:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        self.links.clear()
+        self.backups.clear()
         self.renames.clear()
+
+
+def _keep(path: str, backup: str, *, linked: bool) -> None:
+    """Make one backup at commit: a link of a file about to be replaced, else a copy (module
+    docstring, step 2); nothing when the file is gone."""
+    if not linked:
+        from experiment.backups import copy_unique  # backups builds on this module
+
+        with contextlib.suppress(FileNotFoundError):
+            copy_unique(path, backup)
+        return
+    try:
+        link_unique(path, backup)
+    except FileNotFoundError:
+        if not os.path.exists(path):
+            return  # removed since it was noted: there is nothing left to keep
+        os.makedirs(os.path.dirname(backup), exist_ok=True)  # its backup dir was removed
+        link_unique(path, backup)
 
 
 def link_unique(tmp: str, target: str) -> str:

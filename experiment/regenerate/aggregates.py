@@ -130,7 +130,7 @@ def rebuild_aggregates(
     with write_batch() as batch, TierSpill() as spill:
         with _fold_runner(folds, min(processes, len(items))) as run_folds:
             for fold in run_folds(items):
-                batch.adopt(fold.renames, fold.links)
+                batch.adopt(fold.renames, fold.backups)
                 _account(summary, fold)
                 known += [fold.span] if fold.span else []
                 if fold.text is not None and fold.result is not None:

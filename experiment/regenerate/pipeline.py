@@ -39,7 +39,7 @@ def _regenerate_collected(item: tuple[str, list[str], list[str], str]) -> _Pendi
     root, labels, judge_models, stamp = item
     with collected_writes() as batch:
         results = regenerate_chunk(Path(root), labels, judge_models=judge_models, stamp=stamp)
-    return results, batch.renames, batch.links
+    return results, batch.renames, batch.backups
 
 
 class RegenerationPipeline:
@@ -90,9 +90,9 @@ class RegenerationPipeline:
         if kind == "error":
             raise value
         if kind == "runs":
-            results, renames, links = value
+            results, renames, backups = value
             commit = WriteBatch()
-            commit.adopt(renames, links)
+            commit.adopt(renames, backups)
             commit.commit()
             self._results[tier] = results
             if (item := self._folding.pop(tier, None)) is not None:

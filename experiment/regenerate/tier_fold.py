@@ -52,7 +52,7 @@ class TierFold(NamedTuple):
     written: list[str]
     """Files written, relative to the experiment (their temp files wait in ``renames``)."""
     renames: list[tuple[str, str]]
-    links: list[tuple[str, str]]
+    backups: list[tuple[str, str]]
     """The fold's collected writes, for the rebuild's batch to adopt."""
 
 
@@ -166,7 +166,7 @@ def fold_tier(root: str, tier: str, *, rebuild: bool, stamp: str, now: str, span
         span=known,
         written=written,
         renames=batch.renames,
-        links=batch.links,
+        backups=batch.backups,
     )
 
 

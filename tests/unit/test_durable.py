@@ -57,6 +57,45 @@ def test_batch_backups_never_overwrite(tmp_path: Path) -> None:
     assert target.read_text() == "v3"
 
 
+def test_batch_backup_of_a_replaced_file_is_the_old_inode(tmp_path: Path) -> None:
+    """The backup is a link, made at commit, of the inode the rename takes off the live name: a
+    later in-place write to the live file (ProjectScylla writes that way) leaves it alone."""
+    target = tmp_path / "a.json"
+    target.write_text("v1")
+    old_inode = target.stat().st_ino
+    with write_batch():
+        kept = backup_file(tmp_path, target, "S")
+        atomic_write_text(target, "v2")
+        assert kept is not None and not kept.exists()  # made at the commit, not before
+    assert kept.stat().st_ino == old_inode and kept.read_text() == "v1"
+    assert target.stat().st_ino != old_inode and kept.stat().st_nlink == 1
+    target.write_text("v3")  # in place
+    assert kept.read_text() == "v1"
+
+
+def test_batch_backup_of_a_file_not_replaced_is_a_copy(tmp_path: Path) -> None:
+    target = tmp_path / "a.json"
+    target.write_text("v1")
+    with write_batch():
+        kept = backup_file(tmp_path, target, "S")
+    assert kept is not None and kept.read_text() == "v1"
+    assert kept.stat().st_ino != target.stat().st_ino
+    target.write_text("v2")  # in place: a link would have changed with it
+    assert kept.read_text() == "v1"
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_batch_backup_of_a_file_removed_before_the_commit_is_skipped(tmp_path: Path) -> None:
+    target = tmp_path / "a.json"
+    target.write_text("v1")
+    with write_batch():
+        backup_file(tmp_path, target, "S")
+        target.unlink()
+        atomic_write_text(target, "v2")
+    assert target.read_text() == "v2"
+    assert not any(p.is_file() for p in (tmp_path / ".backups").rglob("*"))
+
+
 def test_nested_batch_joins_outer(tmp_path: Path) -> None:
     with write_batch() as outer:
         with write_batch() as inner:
@@ -72,7 +111,7 @@ def _write_for_parent(path: str) -> tuple[list[tuple[str, str]], list[tuple[str,
         atomic_write_text(Path(path) / "new.json", "new")
         backup_file(Path(path), Path(path) / "a.json", "S")
         atomic_write_text(Path(path) / "a.json", "changed")
-    return batch.renames, batch.links
+    return batch.renames, batch.backups
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -84,11 +123,11 @@ def test_collected_writes_wait_for_the_adopting_batch(tmp_path: Path, processes:
         d.mkdir()
         (d / "a.json").write_text("old")
     with write_batch() as batch, forked_map(processes) as map_:
-        for renames, links in map_(_write_for_parent, [str(d) for d in dirs]):
-            batch.adopt(renames, links)
+        for renames, backups in map_(_write_for_parent, [str(d) for d in dirs]):
+            batch.adopt(renames, backups)
         assert all((d / "a.json").read_text() == "old" for d in dirs)
         assert not any((d / "new.json").exists() for d in dirs)
-        assert len(batch.renames) == 4 and len(batch.links) == 2
+        assert len(batch.renames) == 4 and len(batch.backups) == 2
     for d in dirs:
         assert (d / "a.json").read_text() == "changed" and (d / "new.json").read_text() == "new"
         assert (d / ".backups/S/a.json").read_text() == "old"
