@@ -67,7 +67,7 @@ class RunPaths:
 
     run_dir: Path
 
-    @property
+    @cached_property  # with judge_dir, the parent of most paths here: built once per run
     def agent_dir(self) -> Path:
         return self.run_dir / "agent"
 
@@ -99,7 +99,7 @@ class RunPaths:
     def workspace(self) -> Path:
         return self.run_dir / "workspace"
 
-    @property
+    @cached_property
     def judge_dir(self) -> Path:
         return self.run_dir / "judge"
 

@@ -231,22 +231,26 @@ def regenerate_run(
     *,
     judge_models: Sequence[str],
     stamp: str | None = None,
+    layout: ExperimentLayout | None = None,
 ) -> RunRegeneration:
     """Rebuild every derived file of one run from its logs, in one pass (see the module docstring).
 
     ``judge_models`` is the config's list: one slot each. ``stamp`` names the backup generation
-    (default: now); a flow passes one stamp to all its runs.
+    (default: now); a flow passes one stamp to all its runs. ``layout`` is the experiment's, when
+    the caller has one (a chunk resolves the experiment's path once, not once per run).
     """
     stamp = stamp or backup_stamp()
     try:
-        return _regenerate_run(Path(experiment_dir), key, list(judge_models), stamp)
+        layout = layout or ExperimentLayout(Path(experiment_dir))
+        return _regenerate_run(layout, key, list(judge_models), stamp)
     except (ExperimentError, OSError, ValueError) as exc:
         message = str(exc) if isinstance(exc, ExperimentError) else f"{exc.__class__.__name__}: {exc}"
         return RunRegeneration(run=key.label, outcome="error", message=message.splitlines()[0])
 
 
-def _regenerate_run(exp: Path, key: RunKey, judge_models: list[str], stamp: str) -> RunRegeneration:
-    layout = ExperimentLayout(exp)
+def _regenerate_run(
+    layout: ExperimentLayout, key: RunKey, judge_models: list[str], stamp: str
+) -> RunRegeneration:
     exp = layout.root
     paths = layout.run_paths(key)
     if not paths.agent_dir.is_dir():
@@ -355,8 +359,11 @@ def regenerate_chunk(
     """:func:`regenerate_run` over a chunk of run labels (the unit of work of the flow's tasks),
     made durable as one write batch (one sync for the chunk, see :mod:`experiment.durable`)."""
     stamp = stamp or backup_stamp()
+    layout = ExperimentLayout(Path(experiment_dir))
     with write_batch():
         return [
-            regenerate_run(experiment_dir, RunKey.parse(label), judge_models=judge_models, stamp=stamp)
+            regenerate_run(
+                experiment_dir, RunKey.parse(label), judge_models=judge_models, stamp=stamp, layout=layout
+            )
             for label in labels
         ]

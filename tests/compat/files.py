@@ -60,11 +60,16 @@ def umask_mode(path: str = "") -> int:
 def _expected_mode(before: dict[str, FileState], after: dict[str, FileState], path: str) -> int:
     """A replaced file keeps its mode, a moved one (same inode and content) too, a backup has its
     original's, anything else (including a file of a rerun whose old attempt was archived) is new
-    and gets the umask's."""
+    and gets the umask's. (A replaced file's old inode lives on under ``.backups/``, hard-linked
+    there by the regeneration's batch: that is its backup, not an archive.)"""
     now = after[path]
     if path in before:
         old = before[path]
-        archived = any((s.inode, s.digest) == (old.inode, old.digest) for p, s in after.items() if p != path)
+        archived = any(
+            (s.inode, s.digest) == (old.inode, old.digest)
+            for p, s in after.items()
+            if p != path and not p.startswith(".backups/")
+        )
         if not archived:  # replaced in place; an archived run's file was moved away, this one is new
             return old.mode
     moved = [s.mode for s in before.values() if (s.inode, s.digest) == (now.inode, now.digest)]
