@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -376,6 +377,19 @@ def test_server_rpm_window():
         assert stats["per_minute"] == [4]
 
 
+def _all_at_once(call: Callable[[int], int], n: int) -> list[int]:
+    """``call(0..n-1)`` from n threads released together (on a loaded machine a pool's threads
+    start late enough not to overlap)."""
+    together = threading.Barrier(n)
+
+    def released(i: int) -> int:
+        together.wait(timeout=30)
+        return call(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(released, range(n)))
+
+
 def test_server_concurrency_and_max_concurrent():
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
     with (
@@ -386,8 +400,7 @@ def test_server_concurrency_and_max_concurrent():
         def call(i: int) -> int:
             return client.post("/v1/messages", json=_body(f"r{i}"), headers=HEADERS).status_code
 
-        with ThreadPoolExecutor(20) as pool:
-            codes = list(pool.map(call, range(20)))
+        codes = _all_at_once(call, 20)
         assert codes == [200] * 20
         stats = srv.stats()
         assert stats["peak_concurrency"] >= 10
@@ -395,8 +408,7 @@ def test_server_concurrency_and_max_concurrent():
 
         srv.reset()
         srv.configure(max_concurrent=2)
-        with ThreadPoolExecutor(6) as pool:
-            codes = list(pool.map(call, range(6)))
+        codes = _all_at_once(call, 6)
         assert codes.count(200) >= 2 and codes.count(429) >= 1
         stats = srv.stats()
         assert stats["peak_concurrency"] <= 2
