@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from experiment.backups import backup_stamp
-from experiment.forked import forked_pool
+from experiment.forked import forked_workers
 from experiment.regenerate.aggregates import AggregateRebuild, rebuild_aggregates
 from experiment.regenerate.pipeline import RegenerationPipeline
 from experiment.regenerate.run import Outcome, RunRegeneration
@@ -126,9 +126,9 @@ def regenerate_in_process(
     del report  # 10,000 classified runs: not needed past this point (peak memory)
     pipeline = None
     try:
-        with forked_pool(workers) as submit:
+        with forked_workers(workers) as pool:
             pipeline = RegenerationPipeline(
-                submit, context.root, labels, judge_models=context.config.judge_models, stamp=stamp
+                pool, context.root, labels, judge_models=context.config.judge_models, stamp=stamp
             )
             aggregates = None
             if not skip_aggregates:

@@ -16,16 +16,14 @@ tasks run the same functions one after the other.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
-import queue
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from experiment.backups import relative_to_experiment
 from experiment.durable import WriteBatch, collected_writes
-from experiment.forked import Submit
+from experiment.forked import Workers
 from experiment.jsonio import temp_file_pid
 from experiment.layout import ExperimentLayout, RunKey
 from experiment.regenerate.run import RunRegeneration, regenerate_chunk
@@ -47,14 +45,12 @@ class RegenerationPipeline:
     the tiers handed to :meth:`folds`, each after its runs are committed."""
 
     def __init__(
-        self, submit: Submit, root: Path, labels: Sequence[str], *, judge_models: Sequence[str], stamp: str
+        self, workers: Workers, root: Path, labels: Sequence[str], *, judge_models: Sequence[str], stamp: str
     ) -> None:
-        self._submit = submit
+        self._workers = workers
         self._layout, self._stamp = ExperimentLayout(Path(root)), stamp
-        # Who writes temp files for the tasks: the pool's workers, or this process itself.
-        self._writers = {os.getpid(), *(child.pid for child in multiprocessing.active_children())}
         self._writes_in: list[tuple[Path, bool]] = []  # every task's dirs (walked deep or not)
-        self._events: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
+        self._tasks: dict[int, tuple[str, str]] = {}  # ticket -> (kind, tier)
         by_tier: dict[str, list[str]] = {}
         for label in labels:
             by_tier.setdefault(label.split("/", 1)[0], []).append(label)
@@ -76,19 +72,13 @@ class RegenerationPipeline:
                 (layout.subtest_file(tier, s, "report.json").parent, False)
                 for s in layout.recorded_subtests(tier)
             ]
-        self._submit(
-            fn,
-            item,
-            lambda result: self._events.put((kind, tier, result)),
-            lambda error: self._events.put(("error", tier, error)),
-        )
+        self._tasks[self._workers.submit(fn, item)] = (kind, tier)
 
     def _next_event(self) -> tuple[str, str, Any]:
         """The next task's outcome; a tier's regenerated runs are committed here, and its fold
         queued if it was waiting for them."""
-        kind, tier, value = self._events.get()
-        if kind == "error":
-            raise value
+        ticket, value = self._workers.next()  # a task's error is raised here
+        kind, tier = self._tasks.pop(ticket)
         if kind == "runs":
             results, renames, backups = value
             commit = WriteBatch()
@@ -119,8 +109,7 @@ class RegenerationPipeline:
         """After the workers are gone, on the way out of a failed or interrupted pass: remove
         every temp file a task left in the directories the tasks write in, and in their mirrors
         under this pass's backup dir. That is the writes of the tasks that came back but were
-        never committed or adopted, of those whose answer the pool dropped when it stopped, and of
-        those the pool's SIGTERM stopped mid-way. A committed file has its real name by then, and
+        never committed or adopted, and of those killed mid-way when the pass stopped. A committed file has its real name by then, and
         a batch's own clean-up and this one only ever remove temp files, so overlapping is
         harmless."""
         layout = self._layout
@@ -131,7 +120,7 @@ class RegenerationPipeline:
         for place, deep in places:
             for directory, _dirs, names in _walk(place, deep):
                 for name in names:
-                    if temp_file_pid(name) in self._writers:
+                    if temp_file_pid(name) in self._workers.pids:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(os.path.join(directory, name))
 
