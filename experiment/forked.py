@@ -37,6 +37,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from experiment.jsonio import write_all
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -92,12 +94,6 @@ _HEADER = struct.Struct("!Q")
 _EOF = object()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _read_exactly(fd: int, size: int) -> bytes | None:
     """``size`` bytes from ``fd``, or None at end of file before the first byte."""
     chunks, left = [], size
@@ -114,7 +110,7 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 
 def _send(fd: int, message: Any) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    _write_all(fd, _HEADER.pack(len(data)) + data)
+    write_all(fd, _HEADER.pack(len(data)) + data)
 
 
 def _receive(fd: int) -> Any:

@@ -123,7 +123,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     install_temp(write_temp_beside(Path(path), (text,)), Path(path))
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """``data`` to ``fd``, however many ``os.write`` calls it takes (a pipe takes 64 KB at a time)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -141,7 +142,7 @@ def write_temp_beside(path: Path, chunks: Iterable[str]) -> str:
     try:
         try:
             for chunk in chunks:
-                _write_all(fd, chunk.encode("utf-8"))
+                write_all(fd, chunk.encode("utf-8"))
             if current_batch() is None:
                 os.fsync(fd)
         finally:
