@@ -79,10 +79,15 @@ def test_a_tasks_error_is_raised_in_the_parent(processes: int) -> None:
 
 
 def test_a_worker_that_dies_in_a_task_is_an_error_not_a_wait() -> None:
-    with pytest.raises(WorkerDied), forked_map(2) as map_:
-        list(map_(_dies, range(6)))
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # and every worker was reaped
+    with pytest.raises(WorkerDied), forked_workers(2) as workers:
+        children = workers.pids - {os.getpid()}
+        for n in range(6):
+            workers.submit(_dies, n)
+        for _ in range(6):
+            workers.next()
+    for pid in children:  # every worker was reaped (not only the dead one)
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def test_workers_hand_back_answers_by_ticket() -> None:
