@@ -261,7 +261,10 @@ class _Forked:
             raise RuntimeError("no forked task is running")
         ready, _, _ = select.select(list(self._busy), [], [])
         worker, ticket = self._busy.pop(ready[0])
-        answer = _receive(worker.answers)
+        try:
+            answer = _receive(worker.answers)
+        except EOFError:  # it ended while writing its answer
+            answer = _EOF
         if answer is _EOF:
             raise WorkerDied(f"forked worker {worker.pid} ended in the middle of a task")
         self._idle.append(worker)

@@ -122,13 +122,13 @@ def regenerate_in_process(
     # Forked workers (experiment.forked; no other thread is at work in this process), one per
     # core, when there is more than a chunk of runs to regenerate or a large experiment to fold.
     cores = os.cpu_count() or 1
-    workers = cores if len(report.entries) >= PARALLEL_THRESHOLD or len(labels) > CHUNK_SIZE else 1
+    processes = cores if len(report.entries) >= PARALLEL_THRESHOLD or len(labels) > CHUNK_SIZE else 1
     del report  # 10,000 classified runs: not needed past this point (peak memory)
     pipeline = None
     try:
-        with forked_workers(workers) as pool:
+        with forked_workers(processes) as workers:
             pipeline = RegenerationPipeline(
-                pool, context.root, labels, judge_models=context.config.judge_models, stamp=stamp
+                workers, context.root, labels, judge_models=context.config.judge_models, stamp=stamp
             )
             aggregates = None
             if not skip_aggregates:

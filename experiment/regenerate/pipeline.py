@@ -49,7 +49,7 @@ class RegenerationPipeline:
     ) -> None:
         self._workers = workers
         self._layout, self._stamp = ExperimentLayout(Path(root)), stamp
-        self._writes_in: list[tuple[Path, bool]] = []  # every task's dirs (walked deep or not)
+        self._labels = list(labels)
         self._tasks: dict[int, tuple[str, str]] = {}  # ticket -> (kind, tier)
         by_tier: dict[str, list[str]] = {}
         for label in labels:
@@ -57,21 +57,15 @@ class RegenerationPipeline:
         self._tiers = list(by_tier)  # the labels' order, for the results
         self._results: dict[str, list[RunRegeneration]] = {}
         self._folding: dict[str, FoldItem] = {}  # tiers whose fold waits for their runs
+        self._folded: list[str] = []  # tiers whose fold was handed to the workers
         for tier, tier_labels in by_tier.items():
-            self._writes_in += [
-                (Path(self._layout.run_dir_str(RunKey.parse(label))), True) for label in tier_labels
-            ]
             self._run(
                 _regenerate_collected, (str(root), tier_labels, list(judge_models), stamp), "runs", tier
             )
 
     def _run(self, fn: Any, item: Any, kind: str, tier: str) -> None:
         if kind == "fold":
-            layout = self._layout
-            self._writes_in += [(layout.tier_file(tier, "result.json").parent, False)] + [
-                (layout.subtest_file(tier, s, "report.json").parent, False)
-                for s in layout.recorded_subtests(tier)
-            ]
+            self._folded.append(tier)
         self._tasks[self._workers.submit(fn, item)] = (kind, tier)
 
     def _next_event(self) -> tuple[str, str, Any]:
@@ -105,17 +99,31 @@ class RegenerationPipeline:
                     done[tier] = value
             yield done.pop(item.tier)
 
+    def _writes_in(self) -> list[tuple[Path, bool]]:
+        """The directories the tasks handed out write in, each to walk deep or not: every run dir
+        to regenerate, and the tier and subtest dirs of every tier handed to a fold."""
+        layout = self._layout
+        places = [(Path(layout.run_dir_str(RunKey.parse(label))), True) for label in self._labels]
+        for tier in self._folded:
+            places.append((layout.tier_file(tier, "result.json").parent, False))
+            places += [
+                (layout.subtest_file(tier, s, "report.json").parent, False)
+                for s in layout.recorded_subtests(tier)
+            ]
+        return places
+
     def discard_unclaimed(self) -> None:
         """After the workers are gone, on the way out of a failed or interrupted pass: remove
         every temp file a task left in the directories the tasks write in, and in their mirrors
         under this pass's backup dir. That is the writes of the tasks that came back but were
-        never committed or adopted, and of those killed mid-way when the pass stopped. A committed file has its real name by then, and
-        a batch's own clean-up and this one only ever remove temp files, so overlapping is
-        harmless."""
+        never committed or adopted, and of those killed mid-way when the pass stopped. A
+        committed file has its real name by then, and a batch's own clean-up and this one only
+        ever remove temp files, so overlapping is harmless."""
         layout = self._layout
         backups = layout.backups_dir / self._stamp
-        places = self._writes_in + [
-            (backups / relative_to_experiment(layout.root, place), deep) for place, deep in self._writes_in
+        writes_in = self._writes_in()
+        places = writes_in + [
+            (backups / relative_to_experiment(layout.root, place), deep) for place, deep in writes_in
         ]
         for place, deep in places:
             for directory, _dirs, names in _walk(place, deep):
