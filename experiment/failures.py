@@ -21,6 +21,8 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from experiment.fast_json import loads
+
 
 class FailureClass(StrEnum):
     """Why an agent or judge attempt failed."""
@@ -128,7 +130,7 @@ def parse_claude_output(stdout: str) -> dict[str, Any] | None:
     if not text:
         return None
     try:
-        value = json.loads(text)
+        value = loads(text)
         return value if isinstance(value, dict) else None
     except json.JSONDecodeError:
         pass
@@ -138,7 +140,7 @@ def parse_claude_output(stdout: str) -> dict[str, Any] | None:
         if not line.startswith("{"):
             continue
         try:
-            event = json.loads(line)
+            event = loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(event, dict) and event.get("type") == "result":

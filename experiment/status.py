@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from experiment.failures import Failure, classify_agent_outcome, parse_claude_output
+from experiment.fast_json import loads
 from experiment.quiet_read import read_bytes
 
 
@@ -53,7 +54,7 @@ class RunStatus(StrEnum):
     @property
     def needs_agent(self) -> bool:
         """Failed, partial and missing runs get a fresh agent run; the others never do."""
-        return self in (RunStatus.FAILED, RunStatus.PARTIAL, RunStatus.MISSING)
+        return self in NEEDS_AGENT
 
     @classmethod
     def parse(cls, text: str) -> RunStatus:
@@ -97,6 +98,9 @@ STATUS_ALIASES: dict[str, RunStatus] = {
 #: The order of the dry-run groups: what needs work first, the no-op group last.
 GROUP_ORDER = [RunStatus.FAILED, RunStatus.RESULTS, RunStatus.PARTIAL, RunStatus.MISSING, RunStatus.COMPLETED]
 #: The order of the summary block (the users' guide).
+NEEDS_AGENT = frozenset({RunStatus.FAILED, RunStatus.PARTIAL, RunStatus.MISSING})
+"""The statuses whose runs get a fresh agent run (a set: the scan's lists test 10,000 entries)."""
+
 SUMMARY_ORDER = [
     RunStatus.COMPLETED,
     RunStatus.RESULTS,
@@ -152,7 +156,7 @@ class RunFacts:
 def _read_object(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
     """A JSON object from ``path``, or the problem that makes it unreadable."""
     try:
-        value = json.loads(read_bytes(path).decode("utf-8"))  # bytes + decode: no text-mode file
+        value = loads(read_bytes(path).decode("utf-8"))  # bytes + decode: no text-mode file
     except FileNotFoundError:
         return None, "missing"
     except (OSError, UnicodeDecodeError) as exc:
