@@ -7,6 +7,7 @@ and a Ctrl+C is a short "interrupted; run the same command again to resume" and 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -16,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperCommand
@@ -257,11 +258,25 @@ def run_command(app: typer.Typer, argv: list[str] | None = None, prog: str | Non
     return code
 
 
-def entry_point(app: typer.Typer, prog: str) -> Callable[[], None]:
-    def main() -> None:
-        sys.exit(run_command(app, sys.argv[1:], prog))
+def end_process(code: int) -> NoReturn:
+    """End the command's process with ``code``, skipping the interpreter's teardown when nothing
+    needs it.
 
-    return main
+    The teardown frees every object and module one by one: ~40 ms at the end of a 0.6 s dry run
+    of 10,500 runs (bench/README.md), spent after the last line was printed. When the command ran
+    no flow (Prefect never imported) and no other thread is alive, that teardown finishes nothing:
+    the atexit handlers still run (logging's flush among them), the standard streams are flushed,
+    and ``os._exit`` ends the process. Otherwise (Prefect's threads and exit hooks) ``sys.exit``.
+    """
+    if "prefect" in sys.modules or threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)  # a closed pipe: the interpreter reports it as it always does
+    os._exit(code)
 
 
 # The options both commands share, declared once.

@@ -30,6 +30,7 @@ from cli.common import (
     TierOption,
     TiersDirOption,
     VerboseOption,
+    end_process,
     make_app,
     run_command,
     setup_logging,
@@ -111,6 +112,4 @@ def regenerate_results(
 
 
 def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    sys.exit(run_command(app, argv, "regenerate-results"))
+    end_process(run_command(app, argv, "regenerate-results"))

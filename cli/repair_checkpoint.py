@@ -18,6 +18,7 @@ from cli.common import (
     JsonOption,
     PlainUsage,
     VerboseOption,
+    end_process,
     make_app,
     run_command,
     setup_logging,
@@ -76,6 +77,4 @@ def repair_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    sys.exit(run_command(app, argv, "repair-checkpoint"))
+    end_process(run_command(app, argv, "repair-checkpoint"))

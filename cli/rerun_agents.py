@@ -25,6 +25,7 @@ from cli.common import (
     TierOption,
     TiersDirOption,
     VerboseOption,
+    end_process,
     make_app,
     run_command,
     setup_logging,
@@ -168,6 +169,4 @@ def rerun_agents(
 
 
 def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    sys.exit(run_command(app, argv, "rerun-agents"))
+    end_process(run_command(app, argv, "rerun-agents"))

@@ -25,6 +25,7 @@ from cli.common import (
     TierOption,
     TiersDirOption,
     VerboseOption,
+    end_process,
     interruptible,
     make_app,
     quiet_terminal,
@@ -184,6 +185,4 @@ def rerun_judges(
 
 
 def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    sys.exit(run_command(app, argv, "rerun-judges"))
+    end_process(run_command(app, argv, "rerun-judges"))

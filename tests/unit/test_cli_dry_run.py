@@ -211,15 +211,17 @@ def test_unfinished_tier_expects_tiers_dir_subtests(tmp_path: Path, capsys):
 
 
 def test_console_script_runs_without_importing_prefect(mutated: Path):
-    code = (
-        "import sys; from cli.rerun_agents import main\n"
-        "try:\n    main([sys.argv[1], '--dry-run'])\nexcept SystemExit as e:\n"
-        "    assert e.code == 0, e.code\n"
-        "assert 'prefect' not in sys.modules, 'the dry run must not import prefect'\n"
-    )
+    # -X importtime lists every module the process imports, up to its last instant.
+    code = "import sys; from cli.rerun_agents import main; main([sys.argv[1], '--dry-run'])"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     result = subprocess.run(
-        [sys.executable, "-c", code, str(mutated)], capture_output=True, text=True, env=env
+        [sys.executable, "-X", "importtime", "-c", code, str(mutated)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     assert "RUN STATUS CLASSIFICATION" in result.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line]
+    assert "cli.rerun_agents" in imported and "experiment.scan" in imported
+    assert not [m for m in imported if m.split(".")[0] == "prefect"], "the dry run must not import prefect"
