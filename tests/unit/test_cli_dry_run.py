@@ -225,3 +225,44 @@ def test_console_script_runs_without_importing_prefect(mutated: Path):
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line]
     assert "cli.rerun_agents" in imported and "experiment.scan" in imported
     assert not [m for m in imported if m.split(".")[0] == "prefect"], "the dry run must not import prefect"
+
+
+def _console_script(tmp_path: Path, argv: list[str], prelude: str = "") -> subprocess.CompletedProcess[str]:
+    """The rerun-agents console script's ``main`` in a fresh process; stdout goes to a file."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('atexit handler ran', file=sys.stderr))\n"
+        f"{prelude}\n"
+        "from cli.rerun_agents import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    with (tmp_path / "stdout").open("w") as out:
+        return subprocess.run(
+            [sys.executable, "-c", code, *argv], stdout=out, stderr=subprocess.PIPE, text=True, env=env
+        )
+
+
+def test_console_script_without_a_flow_ends_after_its_atexit_handlers_and_all_its_output(
+    mutated: Path, tmp_path: Path
+):
+    done = _console_script(tmp_path, [str(mutated), "--dry-run", "--json"])
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "atexit handler ran\n"
+    assert json.loads((tmp_path / "stdout").read_text())["total_expected"] > 0  # flushed, whole
+
+    refused = _console_script(tmp_path, [str(tmp_path / "nowhere"), "--dry-run"])
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == "atexit handler ran"
+    assert "nowhere" in refused.stderr.splitlines()[0]
+
+
+def test_console_script_waits_for_a_thread_still_at_work(mutated: Path, tmp_path: Path):
+    marker = tmp_path / "thread-finished"
+    prelude = (
+        "import threading, time, pathlib\n"
+        f"threading.Thread(target=lambda: (time.sleep(0.5), pathlib.Path({str(marker)!r}).touch())).start()"
+    )
+    done = _console_script(tmp_path, [str(mutated), "--dry-run"], prelude)
+    assert done.returncode == 0, done.stderr
+    assert marker.exists()  # the interpreter's normal exit joined the thread
