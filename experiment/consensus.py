@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from experiment.fast_json import loads
 from experiment.models import JudgeConsensus, Judgment, grade_for_score
 
 JUDGMENT_FILE = "judgment.json"
@@ -46,7 +47,7 @@ class SlotJudgment:
 def load_judgment(path: Path) -> Judgment | None:
     """The judgment in ``path``, or None when it is missing, not JSON, or not a judgment object."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     if not isinstance(data, dict):

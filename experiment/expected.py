@@ -14,10 +14,10 @@ the first N subtest ids, as the original does.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from experiment.fast_json import loads
 from experiment.layout import SUBTEST_DIR, ExperimentLayout, RunKey
 
 _FINISHED_TIER_STATES = {"subtests_complete", "best_selected", "reports_generated", "complete"}
@@ -37,7 +37,7 @@ class CheckpointView:
         if not path.is_file():
             return view
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             view.problem = f"checkpoint.json unreadable ({exc.__class__.__name__}); using the files on disk"
             return view

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from experiment.durable import current_batch
 from experiment.errors import FormatError
+from experiment.fast_json import loads
 from experiment.indented_json import dumps_indented
 
 M = TypeVar("M", bound=BaseModel)
@@ -205,7 +206,7 @@ def read_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise FormatError(f"Cannot read file ({exc.__class__.__name__})", path) from None
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError as exc:
         raise FormatError(f"Invalid JSON (line {exc.lineno}, column {exc.colno})", path) from None
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from experiment.backups import backup_file, relative_to_experiment
+from experiment.fast_json import loads
 from experiment.jsonio import atomic_write_text, dumps, install_temp, write_temp_beside
 from experiment.models import ScyllaModel, TierComparison
 from experiment.quiet_read import read_bytes
@@ -39,7 +40,7 @@ _GENERATED_LINE = re.compile(r"^\*\*Generated\*\*: .*$", re.MULTILINE)
 def read_dict(path: str | Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it is missing, unreadable or not an object."""
     try:
-        value = json.loads(read_bytes(path))  # bytes: json decodes UTF-8 itself, no text wrapper
+        value = loads(read_bytes(path))  # bytes: the parser decodes UTF-8 itself, no text wrapper
     except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
     return value if isinstance(value, dict) else None
@@ -109,7 +110,7 @@ def read_text(path: Path) -> str | None:
 
 def _comparable_json(text: str) -> Any:
     try:
-        data = json.loads(text)
+        data = loads(text)
     except ValueError:
         return None
     if isinstance(data, dict):
