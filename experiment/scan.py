@@ -138,7 +138,7 @@ def expected_keys(context: ExperimentContext, filters: ScanFilters) -> tuple[lis
     tiers = [t for t in config.tiers_to_run if not filters.tiers or t in filters.tiers]
     from_tiers_dir = None
     if context.tiers_dir is not None:
-        from_tiers_dir = {t: [s.id for s in tiers_module.list_subtests(context.tiers_dir, t)] for t in tiers}
+        from_tiers_dir = {t: tiers_module.subtest_ids(context.tiers_dir, t) for t in tiers}
     subtests = expected_subtests(
         context.layout, tiers, config.max_subtests, from_tiers_dir, context.checkpoint
     )

@@ -15,6 +15,7 @@ from experiment.tiers import (
     find_tiers_dir,
     list_subtests,
     load_tier_config,
+    subtest_ids,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -152,6 +153,7 @@ def test_subtest_counts_and_ids(tier: str, count: int) -> None:
     assert [s.id for s in subtests] == [f"{i:02d}" for i in range(first, first + count)]
     assert all(s.tier == tier for s in subtests)
     assert list_subtests(tiers, tier.lower()) == subtests
+    assert subtest_ids(tiers, tier) == [s.id for s in subtests]
 
 
 def test_subtest_fields_mirror_original_provider() -> None:
@@ -183,6 +185,10 @@ def test_cache_returns_independent_copies() -> None:
     first = list_subtests(tiers, "T6")
     first[0].resources.clear()
     assert list_subtests(tiers, "T6")[0].resources
+    found = find_subtest(tiers, "T6", "01")
+    assert found is not None
+    found.resources.clear()
+    assert list_subtests(tiers, "T6")[0].resources
 
 
 def test_only_two_digit_names_count_and_bad_yaml_is_format_error(tmp_path: Path) -> None:
@@ -193,9 +199,12 @@ def test_only_two_digit_names_count_and_bad_yaml_is_format_error(tmp_path: Path)
     (t1 / "README.md").write_text("hi\n")
     tiers = TiersDir(test_dir=None, shared_dir=tmp_path)
     assert [s.id for s in list_subtests(tiers, "T1")] == ["01"]
+    assert subtest_ids(tiers, "T1") == ["01"]
     assert list_subtests(tiers, "T2") == []
     (t1 / "02-bad.yaml").write_text("name: [unclosed\n")
     clear_cache()
+    with pytest.raises(FormatError):
+        subtest_ids(tiers, "T1")  # the ids a scan uses come from checked definitions too
     with pytest.raises(FormatError) as info:
         list_subtests(tiers, "T1")
     assert "02-bad.yaml" in str(info.value)
