@@ -10,6 +10,7 @@ from experiment.regenerate import RegenerateSummary
 from flows.regenerate import regenerate_results
 from simulation.generator import generate_experiment
 from tasks.artifacts import artifact_key
+from tests.integration.services import wait_for
 
 
 def test_regenerate_flow_on_generated_experiment(tmp_path: Path):
@@ -41,8 +42,20 @@ def test_regenerate_flow_on_generated_experiment(tmp_path: Path):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        runs = [t for t in client.read_task_runs() if t.flow_run_id == state.state_details.flow_run_id]
-        names = [t.name for t in runs]
+        # The server records task runs from their events, after the flow returns.
+        def recorded():
+            names = [
+                t.name for t in client.read_task_runs() if t.flow_run_id == state.state_details.flow_run_id
+            ]
+            done = {
+                prefix
+                for prefix in ("regenerate ", "rebuild-aggregates")
+                for n in names
+                if n.startswith(prefix)
+            }
+            return names if len(done) == 2 else None
+
+        names = wait_for(recorded, 60, "the regeneration's task runs on the server", interval=0.2)
         assert [n for n in names if n.startswith("regenerate ")] == [
             f"regenerate {results[0]} (+{len(results) - 1})"
         ]

@@ -10,6 +10,7 @@ from experiment.status import RunStatus
 from flows.scan import scan_experiment
 from simulation.generator import generate_experiment
 from tasks.artifacts import artifact_key
+from tests.integration.services import wait_for
 
 
 def test_scan_flow_matches_in_process_scan_and_publishes_table(tmp_path: Path):
@@ -34,8 +35,12 @@ def test_scan_flow_matches_in_process_scan_and_publishes_table(tmp_path: Path):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        task_runs = client.read_task_runs()
-        classify_runs = [t for t in task_runs if t.flow_run_id == state.state_details.flow_run_id]
+        # The server records task runs from their events, after the flow returns.
+        def recorded():
+            runs = [t for t in client.read_task_runs() if t.flow_run_id == state.state_details.flow_run_id]
+            return runs if len(runs) >= 5 else None
+
+        classify_runs = wait_for(recorded, 60, "the scan's task runs on the server", interval=0.2)
         assert len(classify_runs) == 5, "one task per chunk of 50 runs"
         key = artifact_key("classification", generated.path)
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
