@@ -16,7 +16,7 @@ worker held. Here each worker has a pipe for its tasks and one for its answers, 
 nothing else with the parent or the other workers: leaving the block (done, or a Ctrl+C in the
 parent) kills the workers (``SIGKILL``; they have nothing to clean up, the temp files of a stopped
 task are swept by its caller, see
-:meth:`experiment.regenerate.pipeline.RegenerationPipeline.discard_unclaimed`), closes the pipes
+:meth:`experiment.regenerate.pipeline.RegenerationPipeline.sweep_temp_files`), closes the pipes
 and reaps them, with no lock to wait on. A worker that dies in a task (the OOM killer)
 is an error in the parent, not a pass that waits forever.
 """

@@ -138,7 +138,7 @@ def regenerate_in_process(
             results = pipeline.results()
     except BaseException:
         if pipeline is not None:
-            pipeline.discard_unclaimed()
+            pipeline.sweep_temp_files()
         raise
     backed_up = (context.layout.backups_dir / stamp).is_dir()
     return RegenerateSummary(

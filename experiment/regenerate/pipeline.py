@@ -112,7 +112,7 @@ class RegenerationPipeline:
             ]
         return places
 
-    def discard_unclaimed(self) -> None:
+    def sweep_temp_files(self) -> None:
         """After the workers are gone, on the way out of a failed or interrupted pass: remove
         every temp file a task left in the directories the tasks write in, and in their mirrors
         under this pass's backup dir. That is the writes of the tasks that came back but were
