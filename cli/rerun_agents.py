@@ -41,7 +41,7 @@ from cli.output import (
 )
 from experiment.cost import estimate_repair_cost
 from experiment.preflight import preflight_problems
-from experiment.scan import ScanFilters, load_context, parse_runs, parse_statuses, scan_in_process
+from experiment.scan import ScanFilters, load_context, parse_statuses, scan_in_process
 from operations.judge.system_prompt import system_prompt_for, tiers_starts
 
 app = make_app(__doc__.split("\n")[0])
@@ -114,12 +114,7 @@ def rerun_agents(
     ] = None,
 ) -> int:
     setup_logging(verbose)
-    filters = ScanFilters(
-        tiers=tuple(tier or ()),
-        subtests=tuple(subtest or ()),
-        runs=parse_runs(runs),
-        statuses=parse_statuses(status or ()),
-    )
+    filters = ScanFilters.from_options(tier, subtest, runs, parse_statuses(status or ()))
     context = load_context(experiment_dir, tiers_dir)
     system_prompt = system_prompt_for(context, judge_system_prompt, tiers_dir)  # a wrong file: one line
     if not dry_run:

@@ -34,7 +34,7 @@ from cli.common import (
 )
 from cli.output import RULE, dry_run_banner
 from experiment.judge_slots import JudgeScan, parse_judge_statuses, scan_judge_slots
-from experiment.scan import ScanFilters, load_context, parse_runs, scan_in_process
+from experiment.scan import ScanFilters, load_context, scan_in_process
 from operations.rejudge import RejudgeSummary
 
 app = make_app(__doc__.split("\n")[0])
@@ -142,12 +142,7 @@ def rerun_judges(
     ] = None,
 ) -> int:
     setup_logging(verbose)
-    filters = ScanFilters(
-        tiers=tuple(tier or ()),
-        subtests=tuple(subtest or ()),
-        runs=parse_runs(runs),
-        statuses=parse_judge_statuses(status or ()),
-    )
+    filters = ScanFilters.from_options(tier, subtest, runs, parse_judge_statuses(status or ()))
     context = load_context(experiment_dir, tiers_dir)
     if dry_run:
         report = scan_in_process(context, filters)

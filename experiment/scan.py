@@ -47,6 +47,18 @@ class ScanFilters:
     def keeps_status(self, status: RunStatus) -> bool:
         return not self.statuses or status in self.statuses
 
+    @classmethod
+    def from_options(
+        cls,
+        tiers: Iterable[str] | None,
+        subtests: Iterable[str] | None,
+        runs: str | None,
+        statuses: Iterable[RunStatus],
+    ) -> ScanFilters:
+        """The filters of a command line: repeated ``--tier``/``--subtest`` values, the ``--runs``
+        text (a one-line FilterError when malformed) and the already parsed statuses."""
+        return cls(tuple(tiers or ()), tuple(subtests or ()), parse_runs(runs), tuple(statuses))
+
 
 def parse_runs(text: str | None) -> tuple[int, ...]:
     """``"1,5,7"`` -> (1, 5, 7); anything else is a one-line FilterError."""
