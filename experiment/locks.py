@@ -22,16 +22,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiment.attempt import pause_for_tests
 from experiment.backups import backup_file
 from experiment.backups import backup_stamp as new_backup_stamp
-from experiment.checkpoint_states import changes_the_file, fill_states
 from experiment.errors import RepairBlocked
 from experiment.jsonio import read_json
 from experiment.layout import ExperimentLayout
-from experiment.models import Checkpoint, ExperimentConfig
+
+if TYPE_CHECKING:  # the models load when a checkpoint is written, not with the locks the dry run probes
+    from experiment.models import Checkpoint, ExperimentConfig
 
 
 @contextmanager
@@ -160,6 +161,9 @@ def update_checkpoint(
     or v3.0 to v3.1) or when ``backup_stamp`` is given (then under that stamp). A written
     checkpoint has its tier and subtest states and its config hash as ProjectScylla has them.
     """
+    from experiment.checkpoint_states import changes_the_file, fill_states
+    from experiment.models import Checkpoint
+
     with _flock(layout.prefect_dir / "checkpoint.lock", blocking=True):
         path = layout.checkpoint_path
         _remove_stale_temp_files(path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-from experiment.consensus import invalid_slots, load_slots
 from experiment.errors import RepairBlocked
 from experiment.layout import RunKey
 from experiment.locks import RepairLock
@@ -23,6 +22,8 @@ def judges_needed(context: ExperimentContext, report: ScanReport) -> bool:
     judge slot that has no valid judgment (those slots are re-judged, the rest kept)."""
     if report.to_rerun():
         return True
+    from experiment.consensus import invalid_slots, load_slots  # judgments: only results runs need them
+
     total = len(context.config.judge_models)
     for entry in report.to_regenerate():
         paths = context.layout.run_paths(RunKey.parse(entry.run))
