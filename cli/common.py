@@ -270,7 +270,7 @@ def end_process(code: int) -> NoReturn:
     """
     if "prefect" in sys.modules or threading.active_count() > 1:
         sys.exit(code)
-    atexit._run_exitfuncs()
+    atexit._run_exitfuncs()  # what the interpreter's own exit runs first (no public name for it)
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -243,7 +243,7 @@ class ExperimentLayout:
         if self.phased:
             return os.fspath(self.run_dir(key))
         sep = os.sep
-        return f"{self._root_str}{sep}{key.tier}{sep}{key.subtest}{sep}run_{key.run_number:02d}"
+        return f"{self._root_str}{sep}{key.tier}{sep}{key.subtest}{sep}{key.run_name}"
 
     @cached_property
     def _root_str(self) -> str:

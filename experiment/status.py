@@ -97,10 +97,11 @@ STATUS_ALIASES: dict[str, RunStatus] = {
 }
 #: The order of the dry-run groups: what needs work first, the no-op group last.
 GROUP_ORDER = [RunStatus.FAILED, RunStatus.RESULTS, RunStatus.PARTIAL, RunStatus.MISSING, RunStatus.COMPLETED]
-#: The order of the summary block (the users' guide).
+
 NEEDS_AGENT = frozenset({RunStatus.FAILED, RunStatus.PARTIAL, RunStatus.MISSING})
 """The statuses whose runs get a fresh agent run (a set: the scan's lists test 10,000 entries)."""
 
+#: The order of the summary block (the users' guide).
 SUMMARY_ORDER = [
     RunStatus.COMPLETED,
     RunStatus.RESULTS,

@@ -276,7 +276,7 @@ def _load_yaml(path: Path) -> Any:
     try:
         # libyaml's parser when PyYAML was built with it (the wheels are): the same documents and
         # error marks as yaml.safe_load, 7x faster (a dry run parses every subtest definition).
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
