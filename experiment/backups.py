@@ -14,7 +14,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from experiment.durable import current_batch, link_unique
+from experiment.durable import current_batch, keep_backup, link_unique
 from experiment.jsonio import file_mode_for, temp_file_beside
 from experiment.layout import ExperimentLayout
 
@@ -79,12 +79,8 @@ def backup_file(experiment_dir: Path, path: Path, stamp: str) -> Path | None:
     if batch is not None:
         batch.backup_later(os.fspath(path), os.fspath(target))
         return target
-    try:
-        return Path(copy_unique(os.fspath(path), os.fspath(target)))
-    except FileNotFoundError:  # its backup dir was removed since we made it
-        _made_dirs.discard(target.parent)
-        _ensure_dir(target.parent)
-        return Path(copy_unique(os.fspath(path), os.fspath(target)))
+    kept = keep_backup(os.fspath(path), os.fspath(target), linked=False)
+    return Path(kept) if kept is not None else None
 
 
 def copy_unique(path: str, target: str) -> str:

@@ -78,7 +78,7 @@ class WriteBatch:
             os.sync()  # inside the try: a Ctrl+C during the sync must not leave the temp files
             replaced = {target for _, target in self.renames}
             for path, backup in self.backups:
-                _keep(path, backup, linked=path in replaced)
+                keep_backup(path, backup, linked=path in replaced)
             self.backups.clear()
             for tmp, target in self.renames:
                 os.replace(tmp, target)
@@ -96,30 +96,31 @@ class WriteBatch:
         self.renames.clear()
 
 
-def _keep(path: str, backup: str, *, linked: bool) -> None:
-    """Make one backup at commit: a link of a file about to be replaced, else a copy (module
-    docstring, step 2); nothing when the file is gone."""
-    if not linked:
+def keep_backup(path: str, backup: str, *, linked: bool) -> str | None:
+    """Keep ``path`` under ``backup`` (or ``backup.1``, ...: never over an older backup): a hard
+    link of a file about to be replaced, else a durable copy (module docstring, step 2). Returns
+    the name it got; None when the file is gone. A backup dir removed meanwhile is made again."""
+    if linked:
+        keep = link_unique
+    else:
         from experiment.backups import copy_unique  # backups builds on this module
 
-        with contextlib.suppress(FileNotFoundError):
-            copy_unique(path, backup)
-        return
+        keep = copy_unique
     try:
-        link_unique(path, backup)
+        return keep(path, backup)
     except FileNotFoundError:
         if not os.path.exists(path):
-            return  # removed since it was noted: there is nothing left to keep
+            return None  # removed since it was noted: there is nothing left to keep
         os.makedirs(os.path.dirname(backup), exist_ok=True)  # its backup dir was removed
-        link_unique(path, backup)
+        return keep(path, backup)
 
 
-def link_unique(tmp: str, target: str) -> str:
-    """Hard-link ``tmp`` to ``target``, or to ``target.1``, ``target.2``, ... when it exists."""
+def link_unique(path: str, target: str) -> str:
+    """Hard-link ``path`` to ``target``, or to ``target.1``, ``target.2``, ... when it exists."""
     candidate, counter = target, 0
     while True:
         try:
-            os.link(tmp, candidate)
+            os.link(path, candidate)
             return candidate
         except FileExistsError:
             counter += 1

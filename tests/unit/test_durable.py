@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,28 @@ def test_batch_backup_of_a_file_removed_before_the_commit_is_skipped(tmp_path: P
         atomic_write_text(target, "v2")
     assert target.read_text() == "v2"
     assert not any(p.is_file() for p in (tmp_path / ".backups").rglob("*"))
+
+
+@pytest.mark.parametrize("replaced", [True, False], ids=["linked", "copied"])
+def test_batch_backup_whose_backup_dir_was_removed_is_made_again(tmp_path: Path, replaced: bool) -> None:
+    target = tmp_path / "a.json"
+    target.write_text("v1")
+    with write_batch():
+        kept = backup_file(tmp_path, target, "S")
+        shutil.rmtree(tmp_path / ".backups")
+        if replaced:
+            atomic_write_text(target, "v2")
+    assert kept is not None and kept.read_text() == "v1"
+
+
+def test_backup_outside_a_batch_remakes_a_removed_backup_dir(tmp_path: Path) -> None:
+    target = tmp_path / "a.json"
+    target.write_text("v1")
+    assert backup_file(tmp_path, target, "S") is not None
+    shutil.rmtree(tmp_path / ".backups")  # the process still remembers having made it
+    target.write_text("v2")
+    kept = backup_file(tmp_path, target, "S")
+    assert kept is not None and kept.read_text() == "v2"
 
 
 def test_nested_batch_joins_outer(tmp_path: Path) -> None:
